@@ -1,0 +1,13 @@
+import { parseConfig, portEnv, z, type Env } from '../../lib/config.js';
+
+export const datasetsEnv = z.object({
+  DATASETS_PORT: portEnv(4003),
+  DATASETS_DATABASE_URL: z.string().optional(),
+  MAX_UPLOAD_BYTES: z.coerce.number().int().positive().default(512 * 1024 * 1024),
+  UPLOAD_URL_TTL_SECONDS: z.coerce.number().int().min(30).max(7 * 24 * 3600).default(900),
+  MAX_ITEMS_PER_VERSION: z.coerce.number().int().positive().default(10_000),
+  MAX_IMAGE_PIXELS: z.coerce.number().int().positive().default(16_384 * 16_384),
+});
+export type DatasetsConfig = Readonly<z.infer<typeof datasetsEnv>>;
+
+export const loadDatasetsConfig = (env: Env): DatasetsConfig => parseConfig(datasetsEnv, env);

@@ -1,0 +1,62 @@
+import type { GraphQLResolverMap } from '@apollo/subgraph/dist/schema-helper/index.js';
+import { containerOf, buildFederatedSchema, type RequestContext } from '../../lib/graphql/subgraph.js';
+import type { SubgraphDefinition } from '../../lib/graphql/run-subgraph.js';
+import { isSha256, isUuid } from '../../lib/ids.js';
+import { DatasetEntity } from './dataset.entity.js';
+import { DatasetItemEntity } from './dataset-item.entity.js';
+import { DatasetVersionEntity } from './dataset-version.entity.js';
+import { DatasetRepository } from './dataset.repository.js';
+import { DatasetResolver, DatasetVersionResolver, UploadResolver } from './dataset.resolver.js';
+import { DatasetService } from './dataset.service.js';
+import { toDataset, toDatasetVersion } from './dataset.type.js';
+import { Migration0001Initial } from './migrations/0001-initial.js';
+import { UploadEntity } from './upload.entity.js';
+import type { DatasetsConfig } from './config.js';
+
+export interface DatasetsDeps {
+  service: DatasetService;
+  repository: DatasetRepository;
+}
+
+/** Entities reached from another subgraph: a record of another tenant resolves to null (reads as not found). */
+const referenceResolvers: GraphQLResolverMap<RequestContext> = {
+  Dataset: {
+    async __resolveReference(ref: { id: string }, ctx: RequestContext) {
+      const found = isUuid(ref.id) ? await ctx.em.findOne(DatasetEntity, { id: ref.id, tenant: ctx.identity.tenant }) : null;
+      return found ? toDataset(found) : null;
+    },
+  },
+  DatasetVersion: {
+    async __resolveReference(ref: { id: string }, ctx: RequestContext) {
+      const found = isSha256(ref.id)
+        ? await ctx.em.findOne(DatasetVersionEntity, { id: ref.id, tenant: ctx.identity.tenant }, { populate: ['dataset'] })
+        : null;
+      return found ? toDatasetVersion(found) : null;
+    },
+  },
+};
+
+export function datasetsSubgraph(config: DatasetsConfig): SubgraphDefinition<DatasetsDeps> {
+  return {
+    name: 'datasets',
+    dbSchema: 'datasets',
+    entities: [DatasetEntity, DatasetVersionEntity, DatasetItemEntity, UploadEntity],
+    migrations: [{ name: '0001-initial', class: Migration0001Initial }],
+    async setup({ runtime }) {
+      const repository = new DatasetRepository();
+      const service = new DatasetService(repository, runtime.store, {
+        maxUploadBytes: config.MAX_UPLOAD_BYTES,
+        uploadUrlTtlSeconds: config.UPLOAD_URL_TTL_SECONDS,
+        maxItemsPerVersion: config.MAX_ITEMS_PER_VERSION,
+        imageLimits: { maxPixels: config.MAX_IMAGE_PIXELS, maxSide: 65_536 },
+      });
+      return { service, repository };
+    },
+    schema: (deps) =>
+      buildFederatedSchema({
+        resolvers: [DatasetResolver, DatasetVersionResolver, UploadResolver],
+        referenceResolvers,
+        container: containerOf([deps.service, deps.repository]),
+      }),
+  };
+}

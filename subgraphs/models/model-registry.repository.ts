@@ -1,0 +1,133 @@
+import { randomUUID } from 'node:crypto';
+import { LockMode, type EntityManager } from '@mikro-orm/core';
+import type { SqlEntityManager } from '@mikro-orm/postgresql';
+import { badInput } from '../../lib/errors.js';
+import { decodeCursor, paginate } from '../../lib/graphql/connection.js';
+import { isUuid } from '../../lib/ids.js';
+import { ModelStage, PLATFORM_TENANT } from './models.contracts.js';
+import type { MetricInput } from './model-registry.inputs.js';
+import { ModelVersionEntity } from './model-version.entity.js';
+import { RegisteredModelEntity } from './registered-model.entity.js';
+import { TrainingMetricEntity } from './training-metric.entity.js';
+import { TrainingRunEntity } from './training-run.entity.js';
+
+type PageArgs = { first?: number | null; after?: string | null };
+
+/** Tenants whose registry records a tenant reads: its own and the platform's. */
+export const visibleTenants = (tenant: string): string[] => (tenant === PLATFORM_TENANT ? [PLATFORM_TENANT] : [tenant, PLATFORM_TENANT]);
+
+/**
+ * Every query of the models subgraph. Training runs belong to one tenant; registered models and their versions are
+ * read across the tenant and the platform (`*`), but only ever written, locked or staged by their own tenant.
+ */
+export class ModelRegistryRepository {
+  findRun(em: EntityManager, tenant: string, id: string) {
+    return em.findOne(TrainingRunEntity, { id, tenant });
+  }
+
+  findRunByIdempotencyKey(em: EntityManager, tenant: string, idempotencyKey: string) {
+    return em.findOne(TrainingRunEntity, { tenant, idempotencyKey });
+  }
+
+  pageRuns<N>(em: EntityManager, tenant: string, args: PageArgs & { modelName?: string | null }, map: (e: TrainingRunEntity) => N) {
+    checkUuidCursor(args.after);
+    return paginate(em, TrainingRunEntity, args.modelName ? { tenant, modelName: args.modelName } : { tenant }, args, map);
+  }
+
+  /** Locks the run for the rest of the transaction (linking it to the version it produced). */
+  lockRun(em: EntityManager, tenant: string, id: string) {
+    return em.findOne(TrainingRunEntity, { id, tenant }, { lockMode: LockMode.PESSIMISTIC_WRITE, refresh: true });
+  }
+
+  metrics(em: EntityManager, runId: string, name?: string | null) {
+    return em.find(TrainingMetricEntity, name ? { run: runId, name } : { run: runId }, { orderBy: { name: 'asc', step: 'asc' } });
+  }
+
+  /** Inserts the metrics not recorded yet; a (run, name, step) already there keeps its first value. Returns how many were new. */
+  async insertMetrics(em: EntityManager, runId: string, metrics: MetricInput[]): Promise<number> {
+    const now = new Date();
+    const rows = metrics.map((m) => ({
+      id: randomUUID(),
+      run: runId,
+      name: m.name,
+      step: m.step,
+      epoch: m.epoch ?? null,
+      value: m.value,
+      recordedAt: m.recordedAt ?? now,
+    }));
+    const result = await (em as SqlEntityManager)
+      .createQueryBuilder(TrainingMetricEntity)
+      .insert(rows)
+      .onConflict(['run', 'name', 'step'])
+      .ignore()
+      .execute('run');
+    return result.affectedRows;
+  }
+
+  findRegisteredModel(em: EntityManager, tenant: string, id: string) {
+    return em.findOne(RegisteredModelEntity, { id, tenant: { $in: visibleTenants(tenant) } });
+  }
+
+  /** The tenant's own model of that name, else the platform's. */
+  async findRegisteredModelByName(em: EntityManager, tenant: string, name: string) {
+    const found = await em.find(RegisteredModelEntity, { name, tenant: { $in: visibleTenants(tenant) } });
+    return found.find((m) => m.tenant === tenant) ?? found[0] ?? null;
+  }
+
+  pageRegisteredModels<N>(em: EntityManager, tenant: string, args: PageArgs, map: (e: RegisteredModelEntity) => N) {
+    checkUuidCursor(args.after);
+    return paginate(em, RegisteredModelEntity, { tenant: { $in: visibleTenants(tenant) } }, args, map);
+  }
+
+  /** Creates the model row unless it exists; a concurrent creator makes this wait, then do nothing. */
+  async ensureRegisteredModel(em: EntityManager, tenant: string, name: string): Promise<void> {
+    const now = new Date();
+    await (em as SqlEntityManager)
+      .createQueryBuilder(RegisteredModelEntity)
+      .insert({ id: randomUUID(), tenant, name, createdAt: now, updatedAt: now })
+      .onConflict(['tenant', 'name'])
+      .ignore()
+      .execute('run');
+  }
+
+  /** Locks the model row for the rest of the transaction: version numbers and stage changes go one at a time. */
+  lockRegisteredModel(em: EntityManager, tenant: string, where: { name: string } | { id: string }) {
+    return em.findOne(RegisteredModelEntity, { ...where, tenant }, { lockMode: LockMode.PESSIMISTIC_WRITE, refresh: true });
+  }
+
+  findVersion(em: EntityManager, tenant: string, id: string) {
+    return em.findOne(ModelVersionEntity, { id, tenant: { $in: visibleTenants(tenant) } });
+  }
+
+  /** A version the tenant owns (may change), as opposed to one it can only read. */
+  findOwnVersion(em: EntityManager, tenant: string, id: string, options: { refresh?: boolean } = {}) {
+    return em.findOne(ModelVersionEntity, { id, tenant }, { refresh: options.refresh ?? false });
+  }
+
+  pageVersions<N>(em: EntityManager, tenant: string, registeredModelId: string, args: PageArgs, map: (e: ModelVersionEntity) => N) {
+    checkUuidCursor(args.after);
+    return paginate(em, ModelVersionEntity, { registeredModel: registeredModelId, tenant: { $in: visibleTenants(tenant) } }, args, map);
+  }
+
+  latestVersion(em: EntityManager, tenant: string, registeredModelId: string) {
+    return em.findOne(
+      ModelVersionEntity,
+      { registeredModel: registeredModelId, tenant: { $in: visibleTenants(tenant) } },
+      { orderBy: { version: 'desc' } },
+    );
+  }
+
+  productionVersion(em: EntityManager, tenant: string, registeredModelId: string, options: { refresh?: boolean } = {}) {
+    return em.findOne(
+      ModelVersionEntity,
+      { registeredModel: registeredModelId, tenant: { $in: visibleTenants(tenant) }, stage: ModelStage.PRODUCTION },
+      { refresh: options.refresh ?? false },
+    );
+  }
+}
+
+// Keyset pagination compares the cursor's id with uuid columns: a cursor carrying anything else would reach
+// Postgres as a failed cast (an internal error) rather than the client's mistake it is.
+function checkUuidCursor(after: string | null | undefined): void {
+  if (after && !isUuid(decodeCursor(after).id)) throw badInput('"after" is not a cursor this API issued', 'after');
+}

@@ -1,0 +1,74 @@
+import { Arg, Args, Ctx, FieldResolver, ID, Query, Resolver, Root } from 'type-graphql';
+import type { RequestContext } from '../../lib/graphql/subgraph.js';
+import { PageArgs } from './model-registry.inputs.js';
+import { ModelRegistryRepository } from './model-registry.repository.js';
+import { ModelRegistryService } from './model-registry.service.js';
+import {
+  ModelVersion,
+  ModelVersionConnection,
+  RegisteredModel,
+  RegisteredModelConnection,
+  toModelVersion,
+  toRegisteredModel,
+} from './model-version.type.js';
+import { toTrainingRun, TrainingRun } from './training-run.type.js';
+
+@Resolver(() => RegisteredModel)
+export class RegisteredModelResolver {
+  constructor(
+    private readonly service: ModelRegistryService,
+    private readonly repository: ModelRegistryRepository,
+  ) {}
+
+  @Query(() => RegisteredModelConnection, { description: "Your tenant's models and the platform-wide ones, newest first" })
+  async registeredModels(@Args() page: PageArgs, @Ctx() ctx: RequestContext) {
+    return this.repository.pageRegisteredModels(ctx.em, ctx.identity.tenant, page, toRegisteredModel);
+  }
+
+  @Query(() => RegisteredModel, { description: "By name: your tenant's model, else the platform-wide one" })
+  async registeredModel(@Arg('name') name: string, @Ctx() ctx: RequestContext) {
+    return toRegisteredModel(await this.service.getRegisteredModel(ctx.em, ctx.identity.tenant, name));
+  }
+
+  @FieldResolver(() => ModelVersionConnection, { description: 'Newest first' })
+  async versions(@Root() model: RegisteredModel, @Args() page: PageArgs, @Ctx() ctx: RequestContext) {
+    return this.repository.pageVersions(ctx.em, ctx.identity.tenant, model.id, page, toModelVersion);
+  }
+
+  @FieldResolver(() => ModelVersion, { nullable: true })
+  async latestVersion(@Root() model: RegisteredModel, @Ctx() ctx: RequestContext) {
+    const latest = await this.repository.latestVersion(ctx.em, ctx.identity.tenant, model.id);
+    return latest ? toModelVersion(latest) : null;
+  }
+
+  @FieldResolver(() => ModelVersion, { nullable: true, description: 'The version in PRODUCTION, if any' })
+  async productionVersion(@Root() model: RegisteredModel, @Ctx() ctx: RequestContext) {
+    const production = await this.repository.productionVersion(ctx.em, ctx.identity.tenant, model.id);
+    return production ? toModelVersion(production) : null;
+  }
+}
+
+@Resolver(() => ModelVersion)
+export class ModelVersionResolver {
+  constructor(
+    private readonly service: ModelRegistryService,
+    private readonly repository: ModelRegistryRepository,
+  ) {}
+
+  @Query(() => ModelVersion)
+  async modelVersion(@Arg('id', () => ID) id: string, @Ctx() ctx: RequestContext) {
+    return toModelVersion(await this.service.getModelVersion(ctx.em, ctx.identity.tenant, id));
+  }
+
+  @FieldResolver(() => RegisteredModel)
+  async registeredModel(@Root() version: ModelVersion, @Ctx() ctx: RequestContext) {
+    return toRegisteredModel(await this.service.getRegisteredModelById(ctx.em, ctx.identity.tenant, version.registeredModelId));
+  }
+
+  @FieldResolver(() => TrainingRun, { nullable: true, description: 'The run that trained it; null when uploaded, or when the run is not yours' })
+  async trainingRun(@Root() version: ModelVersion, @Ctx() ctx: RequestContext) {
+    if (!version.trainingRunId) return null;
+    const run = await this.repository.findRun(ctx.em, ctx.identity.tenant, version.trainingRunId);
+    return run ? toTrainingRun(run) : null;
+  }
+}

@@ -1,0 +1,110 @@
+import { GraphQLJSON } from 'graphql-scalars';
+import { Directive, Field, ID, Int, ObjectType, registerEnumType } from 'type-graphql';
+import { Connection } from '../../lib/graphql/connection.js';
+import { ModelStage, ModelVersionSource, PLATFORM_TENANT, type EvaluationMetrics, type ModelContract } from './models.contracts.js';
+import type { ModelVersionEntity } from './model-version.entity.js';
+import type { RegisteredModelEntity } from './registered-model.entity.js';
+
+registerEnumType(ModelStage, { name: 'ModelStage', description: 'Lifecycle stage; at most one version of a model is in PRODUCTION' });
+registerEnumType(ModelVersionSource, { name: 'ModelVersionSource', description: 'TRAINED by a training run, or UPLOADED from elsewhere' });
+
+@Directive('@key(fields: "id")')
+@ObjectType({ description: 'A named model and its versions; platform-wide models are visible to every tenant' })
+export class RegisteredModel {
+  @Field(() => ID)
+  id!: string;
+
+  tenant!: string;
+
+  @Field()
+  name!: string;
+
+  @Field()
+  description!: string;
+
+  @Field({ description: 'Provided by the platform to every tenant (for example the demo model)' })
+  platformWide!: boolean;
+
+  @Field()
+  createdAt!: Date;
+}
+
+@Directive('@key(fields: "id")')
+@ObjectType({ description: 'One immutable ONNX file of a registered model, with its stage, metrics and contract' })
+export class ModelVersion {
+  @Field(() => ID)
+  id!: string;
+
+  tenant!: string;
+
+  registeredModelId!: string;
+
+  trainingRunId!: string | null;
+
+  @Field(() => Int, { description: 'Sequential within the registered model: 1, 2, …' })
+  version!: number;
+
+  @Field(() => ModelStage)
+  stage!: ModelStage;
+
+  @Field(() => [String])
+  aliases!: string[];
+
+  @Field({ description: 'Object key of the ONNX file' })
+  artifactKey!: string;
+
+  @Field()
+  sha256!: string;
+
+  @Field(() => Int)
+  byteSize!: number;
+
+  @Field(() => GraphQLJSON, { description: 'Evaluation metrics by name' })
+  metrics!: EvaluationMetrics;
+
+  @Field(() => GraphQLJSON, { description: 'ONNX contract: bands, normalisation, tile size, threshold, inputs and outputs' })
+  contract!: ModelContract;
+
+  @Field(() => ModelVersionSource)
+  source!: ModelVersionSource;
+
+  @Field()
+  createdBy!: string;
+
+  @Field()
+  createdAt!: Date;
+}
+
+export const RegisteredModelConnection = Connection(RegisteredModel, 'RegisteredModel');
+export const ModelVersionConnection = Connection(ModelVersion, 'ModelVersion');
+
+export function toRegisteredModel(e: RegisteredModelEntity): RegisteredModel {
+  return Object.assign(new RegisteredModel(), {
+    id: e.id,
+    tenant: e.tenant,
+    name: e.name,
+    description: e.description,
+    platformWide: e.tenant === PLATFORM_TENANT,
+    createdAt: e.createdAt,
+  });
+}
+
+export function toModelVersion(e: ModelVersionEntity): ModelVersion {
+  return Object.assign(new ModelVersion(), {
+    id: e.id,
+    tenant: e.tenant,
+    registeredModelId: e.registeredModel.id,
+    trainingRunId: e.trainingRun?.id ?? null,
+    version: e.version,
+    stage: e.stage,
+    aliases: e.aliases,
+    artifactKey: e.artifactKey,
+    sha256: e.sha256,
+    byteSize: e.byteSize,
+    metrics: e.metrics,
+    contract: e.contract,
+    source: e.source,
+    createdBy: e.createdBy,
+    createdAt: e.createdAt,
+  });
+}

@@ -1,0 +1,131 @@
+// Owns the audit log: every mutation the gateway saw, stored once per event with its secrets redacted.
+import { UniqueConstraintViolationException, type EntityManager } from '@mikro-orm/core';
+import { badInput } from '../../lib/errors.js';
+import { isUuid } from '../../lib/ids.js';
+import { AuditEventEntity } from './audit-event.entity.js';
+import { AuditOutcome } from './monitoring.contracts.js';
+import type { AuditEventListFilter, MonitoringRepository } from './monitoring.repository.js';
+
+export interface Actor {
+  tenant: string;
+  subject: string;
+}
+
+/** What the gateway reports about one mutation. */
+export interface AuditEventRecord {
+  /** The event's id (uuid): a redelivered event with the same id is stored once. */
+  id?: string | null;
+  tenant: string;
+  actor: string;
+  roles: readonly string[];
+  operationName?: string | null;
+  fieldName: string;
+  /** Redacted again here, whatever the sender did. */
+  variables?: Record<string, unknown> | null;
+  outcome: AuditOutcome;
+  errorCode?: string | null;
+  traceId?: string | null;
+  at?: Date;
+}
+
+export const REDACTED = '[REDACTED]';
+const SECRET_NAME = /pass(word|phrase)?|secret|token|api[-_]?key|access[-_]?key|private[-_]?key|authori[sz]ation|credential|signature|cookie|session/i;
+const JWT = /^[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]*$/;
+const MAX_STRING = 1000;
+const MAX_DEPTH = 8;
+const MAX_ITEMS = 100;
+const MAX_VARIABLES_BYTES = 32 * 1024;
+const GRAPHQL_NAME = /^[_A-Za-z][_0-9A-Za-z]{0,199}$/;
+const TRACE_ID = /^[0-9a-f]{32}$/;
+const ERROR_CODE = /^[A-Za-z0-9_.-]{1,64}$/;
+
+/**
+ * A copy of `value` safe to keep: values under secret-looking names and strings that look like JWTs are replaced,
+ * long strings and deep or long structures are cut.
+ */
+export function redactSecrets(value: unknown, depth = 0): unknown {
+  if (typeof value === 'string') {
+    if (JWT.test(value)) return REDACTED;
+    return value.length > MAX_STRING ? `${value.slice(0, MAX_STRING)}…[${value.length - MAX_STRING} more characters]` : value;
+  }
+  if (value === null || typeof value !== 'object') {
+    return typeof value === 'number' || typeof value === 'boolean' ? value : value === null ? null : String(value);
+  }
+  if (depth >= MAX_DEPTH) return '[TRUNCATED]';
+  if (Array.isArray(value)) {
+    const items = value.slice(0, MAX_ITEMS).map((item) => redactSecrets(item, depth + 1));
+    return value.length > MAX_ITEMS ? [...items, `…[${value.length - MAX_ITEMS} more items]`] : items;
+  }
+  return Object.fromEntries(
+    Object.entries(value).map(([name, item]) => [name, SECRET_NAME.test(name) ? REDACTED : redactSecrets(item, depth + 1)]),
+  );
+}
+
+export class AuditService {
+  constructor(private readonly repository: MonitoringRepository) {}
+
+  /** Stores one audit event; a redelivered event (same id) returns the stored one and stores nothing. */
+  async record(em: EntityManager, event: AuditEventRecord): Promise<AuditEventEntity> {
+    const data = this.validate(event);
+    if (data.id) {
+      const existing = await this.repository.findAuditEventById(em, data.id);
+      if (existing) return existing;
+    }
+    try {
+      return await em.transactional(async (tx) => tx.create(AuditEventEntity, data));
+    } catch (error) {
+      // The same event delivered twice at once: the first insert won.
+      if (!data.id || !(error instanceof UniqueConstraintViolationException)) throw error;
+      const winner = await this.repository.findAuditEventById(em.fork(), data.id);
+      if (!winner) throw error;
+      return winner;
+    }
+  }
+
+  async list<N>(
+    em: EntityManager,
+    actor: Actor,
+    filter: AuditEventListFilter,
+    page: { first?: number | null; after?: string | null },
+    map: (e: AuditEventEntity) => N,
+  ) {
+    checkTimeRange(filter.from, filter.to);
+    return this.repository.pageAuditEvents(em, actor.tenant, filter, page, map);
+  }
+
+  private validate(event: AuditEventRecord) {
+    if (event.id != null && !isUuid(event.id)) throw badInput('id must be a uuid', 'id');
+    if (!event.tenant) throw badInput('tenant is required', 'tenant');
+    if (!event.actor) throw badInput('actor is required', 'actor');
+    if (!GRAPHQL_NAME.test(event.fieldName)) throw badInput('fieldName must be a GraphQL field name', 'fieldName');
+    if (event.operationName != null && !GRAPHQL_NAME.test(event.operationName)) {
+      throw badInput('operationName must be a GraphQL operation name', 'operationName');
+    }
+    if (!Object.values(AuditOutcome).includes(event.outcome)) {
+      throw badInput(`outcome must be one of ${Object.values(AuditOutcome).join(', ')}`, 'outcome');
+    }
+    if (event.errorCode != null && !ERROR_CODE.test(event.errorCode)) throw badInput('errorCode must be an error code', 'errorCode');
+    if (event.traceId != null && !TRACE_ID.test(event.traceId)) throw badInput('traceId must be a W3C trace id', 'traceId');
+    if (event.at && Number.isNaN(event.at.getTime())) throw badInput('at must be a valid time', 'at');
+    let variables = redactSecrets(event.variables ?? {}) as Record<string, unknown>;
+    const bytes = Buffer.byteLength(JSON.stringify(variables));
+    if (bytes > MAX_VARIABLES_BYTES) variables = { truncated: true, bytes };
+    return {
+      ...(event.id ? { id: event.id } : {}),
+      tenant: event.tenant,
+      actor: event.actor,
+      roles: event.roles.map(String),
+      operationName: event.operationName ?? null,
+      fieldName: event.fieldName,
+      variables,
+      outcome: event.outcome,
+      errorCode: event.errorCode ?? null,
+      traceId: event.traceId ?? null,
+      createdAt: event.at ?? new Date(),
+    };
+  }
+}
+
+export function checkTimeRange(from: Date | null | undefined, to: Date | null | undefined): void {
+  if (from && to && from.getTime() >= to.getTime()) throw badInput('"from" must be before "to"', 'from');
+}

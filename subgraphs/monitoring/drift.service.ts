@@ -1,0 +1,23 @@
+// Owns the reading side of drift monitoring: reports per model version and window, and the alerts they raised.
+import type { EntityManager } from '@mikro-orm/core';
+import { badInput } from '../../lib/errors.js';
+import { checkTimeRange, type Actor } from './audit.service.js';
+import type { DriftAlertEntity } from './drift-alert.entity.js';
+import type { DriftReportEntity } from './drift-report.entity.js';
+import type { DriftAlertListFilter, DriftReportListFilter, MonitoringRepository } from './monitoring.repository.js';
+
+type Page = { first?: number | null; after?: string | null };
+
+export class DriftService {
+  constructor(private readonly repository: MonitoringRepository) {}
+
+  async listReports<N>(em: EntityManager, actor: Actor, filter: DriftReportListFilter, page: Page, map: (e: DriftReportEntity) => N) {
+    if (filter.modelName.trim() === '') throw badInput('modelName is required', 'modelName');
+    checkTimeRange(filter.from, filter.to);
+    return this.repository.pageDriftReports(em, actor.tenant, filter, page, map);
+  }
+
+  async listAlerts<N>(em: EntityManager, actor: Actor, filter: DriftAlertListFilter, page: Page, map: (e: DriftAlertEntity) => N) {
+    return this.repository.pageDriftAlerts(em, actor.tenant, filter, page, map);
+  }
+}
