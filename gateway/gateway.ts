@@ -1,10 +1,11 @@
 // The one public entry point: Apollo Gateway inside Apollo Server on a static supergraph composed from the
-// committed SDL. It verifies the caller's token once, forwards it (never client identity headers) to subgraphs, and
+// committed SDL. It verifies the caller's token once, forwards it (never client identity headers) to subgraphs,
+// refuses operations over the limits or the caller's rate limit before planning them, audits every mutation, and
 // serves health, readiness, metrics and — with local storage — the platform's own signed upload/download URLs.
 import { ApolloGateway, RemoteGraphQLDataSource, type GraphQLDataSourceProcessOptions } from '@apollo/gateway';
-import { ApolloServer, type ApolloServerPlugin } from '@apollo/server';
+import { ApolloServer, HeaderMap, type ApolloServerPlugin } from '@apollo/server';
 import { ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
-import { GraphQLError } from 'graphql';
+import { GraphQLError, type GraphQLFormattedError } from 'graphql';
 import type { IncomingMessage } from 'node:http';
 import { Counter } from 'prom-client';
 import { AuthError, type Identity } from '../lib/auth.js';
@@ -12,10 +13,14 @@ import { composeFromConfig } from '../lib/graphql/compose.js';
 import { formatError } from '../lib/graphql/subgraph.js';
 import { startServiceServer, type RouteHandler } from '../lib/http.js';
 import type { Runtime, RunningService } from '../lib/runtime.js';
+import { AuditPublisher } from '../lib/security/audit.js';
+import { operationLimitMessage } from '../lib/security/operation-limits.js';
+import { createRateLimiter } from '../lib/security/rate-limit.js';
 import { createLocalSignedUrlHandler } from '../lib/storage/index.js';
 import { createMetricsRegistry, formatTraceparent, newTrace, serviceLogger, type TraceContext } from '../lib/telemetry.js';
 import type { GatewayConfig } from './config.js';
 import { graphiqlRoute } from './graphiql.js';
+import { createSecurityMetrics, securityPlugin, type SecurityMetrics } from './security.plugin.js';
 
 export interface GatewayContext {
   identity: Identity;
@@ -82,13 +87,40 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     },
   };
 
+  const security = createSecurityMetrics(registry);
+  const rateLimiter = config.RATE_LIMIT_ENABLED
+    ? createRateLimiter({
+        burst: config.RATE_LIMIT_BURST,
+        refillPerSecond: config.RATE_LIMIT_REFILL_PER_SECOND,
+        redisUrl: runtime.config.REDIS_URL,
+        keyPrefix: config.RATE_LIMIT_KEY_PREFIX,
+      })
+    : null;
+  const audit = new AuditPublisher(runtime.broker, log, config.AUDIT_QUEUE);
+  await audit.start();
+  const limits = {
+    tokens: config.MAX_QUERY_TOKENS,
+    rootFields: config.MAX_ROOT_FIELDS,
+    aliases: config.MAX_QUERY_ALIASES,
+    depth: config.MAX_QUERY_DEPTH,
+    cost: config.MAX_QUERY_COST,
+  };
+
   const server = new ApolloServer<GatewayContext>({
     gateway,
     introspection: runtime.introspection,
     includeStacktraceInErrorResponses: false,
-    formatError: formatError(log),
+    formatError: gatewayFormatError(formatError(log), security),
     csrfPrevention: true,
-    plugins: [ApolloServerPluginLandingPageDisabled(), metricsPlugin],
+    // Every request carries its query text: the limits are checked on it before anything else happens.
+    persistedQueries: false,
+    allowBatchedHttpRequests: false,
+    parseOptions: { maxTokens: limits.tokens },
+    plugins: [
+      ApolloServerPluginLandingPageDisabled(),
+      metricsPlugin,
+      securityPlugin({ limits, rateLimiter, costs: config.RATE_LIMIT_COSTS, audit, metrics: security, log }),
+    ],
   });
   await server.start();
 
@@ -97,8 +129,17 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
       return { identity: await runtime.verifier.verify(req.headers.authorization), trace };
     } catch (error) {
       const reason = error instanceof AuthError ? error.reason : 'TOKEN_MALFORMED';
+      security.authFailures.inc({ reason });
+      if (reason === 'ISSUER_UNAVAILABLE') {
+        throw new GraphQLError('The identity provider cannot be reached to check the token; retry shortly', {
+          extensions: { code: 'UNAVAILABLE', reason, retryable: true, http: { status: 503, headers: new HeaderMap([['retry-after', '5']]) } },
+        });
+      }
       const message = error instanceof AuthError ? error.message : 'The token could not be verified';
-      throw new GraphQLError(message, { extensions: { code: 'UNAUTHENTICATED', reason, http: { status: 401 } } });
+      const challenge = reason === 'TOKEN_MISSING' ? 'Bearer' : `Bearer error="invalid_token", error_description="${reason}"`;
+      throw new GraphQLError(message, {
+        extensions: { code: 'UNAUTHENTICATED', reason, http: { status: 401, headers: new HeaderMap([['www-authenticate', challenge]]) } },
+      });
     }
   };
 
@@ -135,6 +176,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     graphql: { server, context },
     routes,
     maxBodyBytes: config.MAX_REQUEST_BYTES,
+    onRefused: (limit) => security.refused.inc({ limit }),
   });
   log.info({ url: `${http.url}/graphql` }, 'gateway listening');
   return {
@@ -144,6 +186,24 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     async close() {
       await http.close();
       await server.stop();
+      await rateLimiter?.close();
     },
+  };
+}
+
+/**
+ * Apollo Server refuses a JSON array (a batch) with a generic BAD_REQUEST before any plugin runs; it is an operation
+ * limit like the others, so it answers as one.
+ */
+function gatewayFormatError(
+  format: (formatted: GraphQLFormattedError, error: unknown) => GraphQLFormattedError,
+  metrics: SecurityMetrics,
+): (formatted: GraphQLFormattedError, error: unknown) => GraphQLFormattedError {
+  return (formatted, error) => {
+    if (formatted.extensions?.code === 'BAD_REQUEST' && formatted.message === 'Operation batching disabled.') {
+      metrics.refused.inc({ limit: 'batch' });
+      return { message: `${operationLimitMessage('batch')} (batch)`, extensions: { code: 'OPERATION_LIMIT', limit: 'batch', max: 1 } };
+    }
+    return format(formatted, error);
   };
 }

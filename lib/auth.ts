@@ -35,7 +35,9 @@ export type AuthFailure =
   | 'TOKEN_NOT_YET_VALID'
   | 'TOKEN_SIGNATURE_INVALID'
   | 'TOKEN_ALGORITHM_REFUSED'
-  | 'TOKEN_CLAIM_INVALID';
+  | 'TOKEN_CLAIM_INVALID'
+  /** The issuer's JWKS could not be fetched: not the caller's fault, worth a retry. */
+  | 'ISSUER_UNAVAILABLE';
 
 export class AuthError extends Error {
   constructor(
@@ -55,9 +57,13 @@ export interface AuthConfig {
   clockToleranceSeconds: number;
   /** Where the embedded development key lives when no JWKS URL is configured. */
   stateDir: string;
+  /** Claim name, or a dotted path into nested claims (`realm_access.roles`) when no claim has the whole name. */
   tenantClaim: string;
   rolesClaim: string;
 }
+
+/** Longer than any real access token; a bigger header is refused before anything parses it. */
+export const MAX_TOKEN_LENGTH = 8192;
 
 export const DEV_ISSUER = 'urn:lcd:dev';
 export const DEV_AUDIENCE = 'lcd-api';
@@ -93,7 +99,8 @@ export interface TokenVerifier {
 export async function createTokenVerifier(config: AuthConfig): Promise<TokenVerifier> {
   let keySet: JWTVerifyGetKey;
   if (config.jwksUrl) {
-    keySet = createRemoteJWKSet(new URL(config.jwksUrl), { cooldownDuration: 30_000, cacheMaxAge: 600_000 });
+    // Unknown key ids refetch the set at most every 30 s, so a flood of made-up kids cannot hammer the issuer.
+    keySet = createRemoteJWKSet(new URL(config.jwksUrl), { cooldownDuration: 30_000, cacheMaxAge: 600_000, timeoutDuration: 5000 });
   } else {
     const dev = await loadOrCreateDevKey(config.stateDir);
     keySet = createLocalJWKSet({ keys: [dev.publicJwk] });
@@ -103,6 +110,7 @@ export async function createTokenVerifier(config: AuthConfig): Promise<TokenVeri
   return {
     async verify(authorization) {
       if (!authorization) throw new AuthError('TOKEN_MISSING', 'A bearer token is required (Authorization: Bearer <jwt>)');
+      if (authorization.length > MAX_TOKEN_LENGTH + 16) throw new AuthError('TOKEN_MALFORMED', `The token is longer than ${MAX_TOKEN_LENGTH} characters`);
       const match = /^Bearer\s+([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*)$/.exec(authorization.trim());
       if (!match) throw new AuthError('TOKEN_MALFORMED', 'The Authorization header must be "Bearer <jwt>"');
       const token = match[1]!;
@@ -116,14 +124,24 @@ export async function createTokenVerifier(config: AuthConfig): Promise<TokenVeri
           requiredClaims: ['sub', 'exp'],
         }));
       } catch (error) {
-        throw mapJoseError(error);
+        throw mapJoseError(error, !!config.jwksUrl);
       }
       return identityFromClaims(payload, token, config);
     },
   };
 }
 
-function mapJoseError(error: unknown): AuthError {
+function mapJoseError(error: unknown, remoteKeys: boolean): AuthError {
+  if (remoteKeys) {
+    // Fetching the issuer's key set failed: connection refused, DNS, TLS (not JOSE errors), a timeout, a non-200
+    // answer or a body that is no key set (JOSE's generic error).
+    const fetchFailed =
+      !(error instanceof joseErrors.JOSEError) ||
+      error instanceof joseErrors.JWKSTimeout ||
+      error instanceof joseErrors.JWKSInvalid ||
+      error.code === 'ERR_JOSE_GENERIC';
+    if (fetchFailed) return new AuthError('ISSUER_UNAVAILABLE', 'The token issuer cannot be reached');
+  }
   if (error instanceof joseErrors.JWTExpired) return new AuthError('TOKEN_EXPIRED', 'The token has expired');
   if (error instanceof joseErrors.JWTClaimValidationFailed) {
     if (error.claim === 'nbf') return new AuthError('TOKEN_NOT_YET_VALID', 'The token is not valid yet (nbf)');
@@ -138,14 +156,30 @@ function mapJoseError(error: unknown): AuthError {
   return new AuthError('TOKEN_MALFORMED', 'The token could not be parsed');
 }
 
+/** A claim by name, else by dotted path (Keycloak's `realm_access.roles`); URL-named claims (Auth0) match whole. */
+function claim(payload: JWTPayload, name: string): unknown {
+  if (name in payload) return payload[name];
+  let value: unknown = payload;
+  for (const part of name.split('.')) {
+    if (!value || typeof value !== 'object' || Array.isArray(value) || !Object.hasOwn(value, part)) return undefined;
+    value = (value as Record<string, unknown>)[part];
+  }
+  return value;
+}
+
 function identityFromClaims(payload: JWTPayload, token: string, config: AuthConfig): Identity {
-  const tenant = payload[config.tenantClaim];
+  const tenant = claim(payload, config.tenantClaim);
   if (typeof tenant !== 'string' || !/^[a-z0-9][a-z0-9_-]{0,62}$/i.test(tenant)) {
     throw new AuthError('TOKEN_CLAIM_INVALID', `The token has no valid "${config.tenantClaim}" claim`);
   }
-  const rawRoles = payload[config.rolesClaim];
-  const roles = (Array.isArray(rawRoles) ? rawRoles : []).filter((r): r is Role => ROLES.includes(r as Role));
-  return { subject: payload.sub!, tenant, roles, token, expiresAt: payload.exp! };
+  const rawRoles = claim(payload, config.rolesClaim);
+  // Some issuers send one role as a string, or a space-separated list (like `scope`).
+  const list = Array.isArray(rawRoles) ? rawRoles : typeof rawRoles === 'string' ? rawRoles.split(/[\s,]+/) : [];
+  const roles = [...new Set(list.filter((r): r is Role => ROLES.includes(r as Role)))];
+  if (typeof payload.sub !== 'string' || payload.sub.length === 0 || payload.sub.length > 500) {
+    throw new AuthError('TOKEN_CLAIM_INVALID', 'The token has no valid "sub" claim');
+  }
+  return { subject: payload.sub, tenant, roles, token, expiresAt: payload.exp! };
 }
 
 /** Signs a token with the embedded development key (the only key this platform ever signs user tokens with). */

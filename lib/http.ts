@@ -24,6 +24,8 @@ export interface ServiceServerOptions<TContext extends BaseContext> {
   graphql?: GraphQLMount<TContext>;
   routes?: RouteHandler[];
   maxBodyBytes?: number;
+  /** Called when a request is refused before it reaches GraphQL (its body is over maxBodyBytes). */
+  onRefused?: (limit: 'bodyBytes') => void;
 }
 
 export interface ServiceServer {
@@ -109,7 +111,8 @@ export async function startServiceServer<TContext extends BaseContext>(
         route = await handle(req, res, trace);
       } catch (error) {
         if (error instanceof BodyTooLargeError) {
-          if (!res.headersSent) sendJson(res, 413, { errors: [{ message: error.message, extensions: { code: 'PAYLOAD_TOO_LARGE', limit: error.limit } }] }, { connection: 'close' });
+          options.onRefused?.('bodyBytes');
+          if (!res.headersSent) sendJson(res, 413, { errors: [{ message: error.message, extensions: { code: 'PAYLOAD_TOO_LARGE', limit: 'bodyBytes', max: error.limit } }] }, { connection: 'close' });
         } else {
           log.error({ err: error }, 'request failed');
           if (!res.headersSent) sendJson(res, 500, { errors: [{ message: 'Internal error', extensions: { code: 'INTERNAL_SERVER_ERROR' } }] });

@@ -56,10 +56,13 @@ export function encodeCursor(item: Keyed): string {
   return Buffer.from(JSON.stringify([item.createdAt.toISOString(), item.id])).toString('base64url');
 }
 
+/** Ids in cursors must look like the ids this API issues, so a forged cursor never reaches a query as a bad cast. */
+const CURSOR_ID = /^(?:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[0-9a-f]{64})$/i;
+
 export function decodeCursor(cursor: string, argument = 'after'): { createdAt: Date; id: string } {
   try {
     const value = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as unknown;
-    if (Array.isArray(value) && value.length === 2 && typeof value[0] === 'string' && typeof value[1] === 'string') {
+    if (Array.isArray(value) && value.length === 2 && typeof value[0] === 'string' && typeof value[1] === 'string' && CURSOR_ID.test(value[1])) {
       const createdAt = new Date(value[0]);
       if (!Number.isNaN(createdAt.getTime())) return { createdAt, id: value[1] };
     }
@@ -89,6 +92,8 @@ export async function paginate<E extends Keyed, N>(
   let filter = where;
   if (args.after) {
     const { createdAt, id } = decodeCursor(args.after);
+    const idColumn = em.getMetadata().find(entity as never)?.properties['id' as never]?.columnTypes?.[0];
+    if (idColumn === 'uuid' && !/^[0-9a-f]{8}-/i.test(id)) throw badInput('"after" is not a cursor this API issued', 'after');
     filter = {
       $and: [where, { $or: [{ createdAt: { $lt: createdAt } }, { createdAt, id: { $lt: id } }] }],
     } as FilterQuery<E>;

@@ -2,12 +2,15 @@
 // readiness (database, broker, storage) and metrics. Every subgraph's main.ts and the embedded start use this.
 import type { Constructor } from '@mikro-orm/core';
 import type { GraphQLSchema } from 'graphql';
+import { applyMiddleware } from 'graphql-middleware';
+import type { IRules } from 'graphql-shield';
 import { Gauge } from 'prom-client';
 import { openDatabase, type Database, type Migration } from '../db.js';
 import { startServiceServer, type RouteHandler } from '../http.js';
 import type { Runtime, RunningService } from '../runtime.js';
 import { createMetricsRegistry, serviceLogger } from '../telemetry.js';
 import { createSubgraphServer } from './subgraph.js';
+import { permissionsMiddleware } from '../rbac.js';
 import type { Registry } from 'prom-client';
 
 export interface SubgraphDefinition<TDeps> {
@@ -19,6 +22,8 @@ export interface SubgraphDefinition<TDeps> {
   /** Builds the subgraph's services (what resolvers need) once the database is open. */
   setup(ctx: { db: Database; runtime: Runtime; registry: Registry }): Promise<TDeps>;
   schema(deps: TDeps): Promise<GraphQLSchema>;
+  /** graphql-shield rules: every field needs one (a test checks); anything unnamed is denied. */
+  permissions: IRules;
   routes?(deps: TDeps): RouteHandler[];
   /** Background work (consumers, schedulers) started after the server listens; returns its stop function. */
   background?(deps: TDeps, ctx: { db: Database; runtime: Runtime }): Promise<() => Promise<void>>;
@@ -50,7 +55,7 @@ export async function runSubgraph<TDeps>(def: SubgraphDefinition<TDeps>, options
     stateDir: options.stateDir,
   });
   const deps = await def.setup({ db, runtime: options.runtime, registry });
-  const schema = await def.schema(deps);
+  const schema = applyMiddleware(await def.schema(deps), permissionsMiddleware(def.permissions));
   const { server, context } = createSubgraphServer({
     name: def.name,
     schema,

@@ -1,9 +1,9 @@
 // Builds a Federation 2 subgraph schema from type-graphql resolvers and serves it with Apollo Server: the identity
 // of every request is verified here (a forwarded JWT), and errors are masked to their stable codes.
 import { ApolloServer, type ApolloServerPlugin } from '@apollo/server';
+import { ApolloServerPluginInlineTraceDisabled } from '@apollo/server/plugin/disabled';
 import { buildSubgraphSchema, printSubgraphSchema } from '@apollo/subgraph';
 import type { GraphQLResolverMap } from '@apollo/subgraph/dist/schema-helper/resolverMap.js';
-import { addResolversToSchema } from '@graphql-tools/schema';
 import { printSchemaWithDirectives } from '@graphql-tools/utils';
 import { GraphQLError, parse, type GraphQLFormattedError, type GraphQLSchema } from 'graphql';
 import type { IncomingMessage } from 'node:http';
@@ -43,14 +43,12 @@ export async function buildFederatedSchema(options: FederatedSchemaOptions): Pro
   });
   // type-graphql keeps @key & co. on partial AST nodes, which printSchemaWithDirectives reads and Apollo's printer does not.
   const typeDefs = parse(`${FEDERATION_LINK}\n${printSchemaWithDirectives(schema)}`);
-  const federated = buildSubgraphSchema({
-    typeDefs,
-    resolvers: createResolversMap(schema) as GraphQLResolverMap<unknown>,
-  });
-  if (options.referenceResolvers) {
-    addResolversToSchema({ schema: federated, resolvers: options.referenceResolvers as never, updateResolversInPlace: true });
+  const resolvers = createResolversMap(schema) as Record<string, Record<string, unknown>>;
+  // Reference resolvers go in with the rest: @apollo/subgraph reads __resolveReference only from its own resolver map.
+  for (const [type, fields] of Object.entries(options.referenceResolvers ?? {})) {
+    resolvers[type] = { ...(resolvers[type] ?? {}), ...(fields as Record<string, unknown>) };
   }
-  return federated;
+  return buildSubgraphSchema({ typeDefs, resolvers: resolvers as GraphQLResolverMap<unknown> });
 }
 
 /** The SDL committed in schema/<name>.graphql and composed by the gateway. */
@@ -112,7 +110,8 @@ export function createSubgraphServer(options: SubgraphServerOptions) {
     introspection: options.introspection,
     includeStacktraceInErrorResponses: false,
     formatError: formatError(options.log),
-    plugins: options.plugins,
+    // Inline tracing (ftv1) is for Apollo's hosted studio, which this platform does not report to.
+    plugins: [ApolloServerPluginInlineTraceDisabled(), ...(options.plugins ?? [])],
     csrfPrevention: true,
   });
   const context = async (req: IncomingMessage, trace: TraceContext): Promise<RequestContext> => {

@@ -2,6 +2,10 @@ import { Entity, Index, OptionalProps, PrimaryKey, Property, Unique } from '@mik
 import { randomUUID } from 'node:crypto';
 
 @Entity({ tableName: 'dataset' })
+@Index({
+  name: 'dataset_tenant_created_index',
+  expression: 'create index "dataset_tenant_created_index" on "datasets"."dataset" ("tenant", "created_at" desc, "id" desc)',
+})
 @Unique({ properties: ['tenant', 'name'] })
 export class DatasetEntity {
   [OptionalProps]?: 'id' | 'createdAt' | 'updatedAt' | 'description' | 'versionCount';

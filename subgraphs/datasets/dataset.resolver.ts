@@ -125,7 +125,7 @@ export class UploadResolver {
     });
   }
 
-  @Query(() => Upload)
+  @Query(() => Upload, { nullable: true, description: 'An upload of yours (analysts and above; null with a FORBIDDEN error otherwise)' })
   async upload(@Arg('id', () => ID) id: string, @Ctx() ctx: RequestContext) {
     const upload = await this.service.getUpload(ctx.em, actor(ctx), id);
     return toUpload(upload, await this.service.uploadStatus(upload));

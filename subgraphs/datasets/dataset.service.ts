@@ -58,6 +58,7 @@ export interface DatasetManifest {
   items: ManifestItem[];
 }
 
+// eslint-disable-next-line no-control-regex -- control characters are exactly what a file name must not hold
 const FILENAME = /^[^/\\\u0000-\u001f]{1,255}$/;
 
 export class DatasetService {

@@ -12,6 +12,7 @@ import { toDataset, toDatasetVersion } from './dataset.type.js';
 import { Migration0001Initial } from './migrations/0001-initial.js';
 import { UploadEntity } from './upload.entity.js';
 import type { DatasetsConfig } from './config.js';
+import { datasetsPermissions } from './permissions.js';
 
 export interface DatasetsDeps {
   service: DatasetService;
@@ -40,6 +41,7 @@ export function datasetsSubgraph(config: DatasetsConfig): SubgraphDefinition<Dat
   return {
     name: 'datasets',
     dbSchema: 'datasets',
+    permissions: datasetsPermissions,
     entities: [DatasetEntity, DatasetVersionEntity, DatasetItemEntity, UploadEntity],
     migrations: [{ name: '0001-initial', class: Migration0001Initial }],
     async setup({ runtime }) {

@@ -84,13 +84,13 @@ describe('job', () => {
     const query = `query ($id: ID!, $after: String) { job(id: $id) { pairs(first: 2, after: $after) {
       totalCount pageInfo { hasNextPage endCursor }
       edges { cursor node { index status attempts error width height stats { changedPixels changedFraction regions areaSquareMeters areaHectares } } } } } }`;
-    type Pairs = { job: { pairs: Page<{ index: number; status: string; attempts: number; stats: unknown }> } };
+    type PairPage = Page<{ index: number; status: string; attempts: number; stats: unknown }>;
     const seen: number[] = [];
     let after: string | null = null;
     for (let page = 0; page < 3; page += 1) {
-      const { data, errors }: { data?: Pairs | null; errors?: unknown } = await execute<Pairs>(schema, db, 'acme', query, { id: job.id, after });
-      expect(errors).toBeUndefined();
-      const pairs = data!.job.pairs;
+      const result = await execute<{ job: { pairs: PairPage } }>(schema, db, 'acme', query, { id: job.id, after });
+      expect(result.errors).toBeUndefined();
+      const pairs: PairPage = result.data!.job.pairs;
       expect(pairs.totalCount).toBe(5);
       seen.push(...pairs.edges.map((e) => e.node.index));
       expect(pairs.pageInfo.hasNextPage).toBe(page < 2);

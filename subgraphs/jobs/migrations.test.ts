@@ -23,7 +23,7 @@ describe('jobs migrations', () => {
     const rows = await db.orm.em
       .getConnection()
       .execute<{ indexname: string; indexdef: string }[]>(`select indexname, indexdef from pg_indexes where schemaname = 'jobs' and tablename = 'job'`);
-    const byName = new Map(rows.map((r) => [r.indexname, r.indexdef]));
+    const byName = new Map(rows.map((r: { indexname: string; indexdef: string }) => [r.indexname, r.indexdef]));
     expect(byName.get('job_tenant_created_index')).toMatch(/\(tenant, created_at DESC, id DESC\)/);
     expect(byName.get('job_tenant_idempotency_key_unique')).toMatch(/UNIQUE INDEX .* \(tenant, idempotency_key\)/);
   });

@@ -1,4 +1,5 @@
 import type { GraphQLResolverMap } from '@apollo/subgraph/dist/schema-helper/index.js';
+import { jobsPermissions } from './permissions.js';
 import { containerOf, buildFederatedSchema, type RequestContext } from '../../lib/graphql/subgraph.js';
 import type { SubgraphDefinition } from '../../lib/graphql/run-subgraph.js';
 import { isUuid } from '../../lib/ids.js';
@@ -30,6 +31,7 @@ export function jobsSubgraph(config: JobsConfig): SubgraphDefinition<JobsDeps> {
   return {
     name: 'jobs',
     dbSchema: 'jobs',
+    permissions: jobsPermissions,
     entities: [JobEntity, JobPairEntity],
     migrations: [{ name: '0001-initial', class: Migration0001Initial }],
     async setup() {

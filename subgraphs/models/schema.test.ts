@@ -1,12 +1,15 @@
 import { printSubgraphSchema } from '@apollo/subgraph';
 import { isObjectType, type ExecutionResult, type GraphQLSchema } from 'graphql';
+import { applyMiddleware } from 'graphql-middleware';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Database } from '../../lib/db.js';
 import { encodeCursor } from '../../lib/graphql/connection.js';
+import { permissionsMiddleware } from '../../lib/rbac.js';
 import { ModelStage, ModelVersionSource, PLATFORM_TENANT, type ModelContract } from './models.contracts.js';
 import { ModelRegistryRepository } from './model-registry.repository.js';
 import { ModelRegistryService } from './model-registry.service.js';
 import type { ModelVersionEntity } from './model-version.entity.js';
+import { modelsPermissions } from './permissions.js';
 import type { TrainingRunEntity } from './training-run.entity.js';
 import { anUploadedVersion, aRun, executorFor, modelsDefinition, openModelsDatabase } from './testing.js';
 
@@ -143,7 +146,7 @@ describe('models schema', () => {
     const seen: string[] = [];
     let after: string | null = null;
     for (;;) {
-      const page = data<{ trainingRuns: Page<{ id: string }> }>(await run('acme', query, { after })).trainingRuns;
+      const page: Page<{ id: string }> = data<{ trainingRuns: Page<{ id: string }> }>(await run('acme', query, { after })).trainingRuns;
       expect(page.totalCount).toBe(5);
       seen.push(...page.edges.map((e) => e.node.id));
       if (!page.pageInfo.hasNextPage) break;
@@ -243,6 +246,14 @@ describe('models schema', () => {
       platformWide: true,
       productionVersion: { id: demoVersion.id, stage: 'PRODUCTION', registeredModel: { name: 'demo' }, trainingRun: null },
     });
+  });
+
+  it('lets any role read and denies a caller without one, as the subgraph server applies the rules', async () => {
+    const guarded = executorFor(applyMiddleware(schema, permissionsMiddleware(modelsPermissions)), db);
+    const query = `{ trainingRuns(first: 1) { totalCount edges { node { id metrics { value } } } } registeredModels { totalCount } }`;
+    expect(codes(await guarded('acme', query, {}, []))).toContain('FORBIDDEN');
+    const viewer = data<{ trainingRuns: { totalCount: number } }>(await guarded('acme', query, {}, ['viewer']));
+    expect(viewer.trainingRuns.totalCount).toBe(5);
   });
 
   it('resolves references tenant-scoped: another tenant’s record is null, platform records resolve for all', async () => {

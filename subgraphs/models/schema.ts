@@ -9,6 +9,7 @@ import { ModelRegistryService } from './model-registry.service.js';
 import { ModelVersionEntity } from './model-version.entity.js';
 import { ModelVersionResolver, RegisteredModelResolver } from './model-version.resolver.js';
 import { toModelVersion, toRegisteredModel } from './model-version.type.js';
+import { modelsPermissions } from './permissions.js';
 import { RegisteredModelEntity } from './registered-model.entity.js';
 import { TrainingMetricEntity } from './training-metric.entity.js';
 import { TrainingRunEntity } from './training-run.entity.js';
@@ -51,6 +52,7 @@ export function modelsSubgraph(_config: ModelsConfig): SubgraphDefinition<Models
   return {
     name: 'models',
     dbSchema: 'models',
+    permissions: modelsPermissions,
     entities: [TrainingRunEntity, TrainingMetricEntity, RegisteredModelEntity, ModelVersionEntity],
     migrations: [{ name: '0001-initial', class: Migration0001Initial }],
     async setup() {
@@ -61,12 +63,7 @@ export function modelsSubgraph(_config: ModelsConfig): SubgraphDefinition<Models
       buildFederatedSchema({
         resolvers: [TrainingRunResolver, RegisteredModelResolver, ModelVersionResolver],
         referenceResolvers: referenceResolvers(deps.repository),
-        // Resolvers are built here with their services, so the container only hands them out.
-        container: containerOf([
-          new TrainingRunResolver(deps.service, deps.repository),
-          new RegisteredModelResolver(deps.service, deps.repository),
-          new ModelVersionResolver(deps.service, deps.repository),
-        ]),
+        container: containerOf([deps.service, deps.repository]),
       }),
   };
 }

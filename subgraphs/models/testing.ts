@@ -4,6 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { graphql, type GraphQLSchema } from 'graphql';
 import { pino } from 'pino';
 import { testDatabaseUrl } from '../../test/support/test-database.js';
+import type { Role } from '../../lib/auth.js';
 import { openDatabase, type Database } from '../../lib/db.js';
 import type { RequestContext } from '../../lib/graphql/subgraph.js';
 import { ModelVersionSource, type ModelContract } from './models.contracts.js';
@@ -84,11 +85,11 @@ export function anUploadedVersion(tenant: string, overrides: Partial<RegisterVer
 
 const silent = pino({ level: 'silent' });
 
-/** Runs an operation as a member of `tenant`, each call on a fresh entity manager as a request would be. */
+/** Runs an operation as a member of `tenant` (a viewer unless `roles` says otherwise), on a fresh entity manager per call. */
 export function executorFor(schema: GraphQLSchema, db: Database) {
-  return async (tenant: string, source: string, variableValues: Record<string, unknown> = {}) => {
+  return async (tenant: string, source: string, variableValues: Record<string, unknown> = {}, roles: Role[] = ['viewer']) => {
     const contextValue: RequestContext = {
-      identity: { subject: `user-of-${tenant}`, tenant, roles: ['viewer'], token: 'test', expiresAt: Date.now() / 1000 + 3600 },
+      identity: { subject: `user-of-${tenant}`, tenant, roles, token: 'test', expiresAt: Date.now() / 1000 + 3600 },
       em: db.fork(),
       trace: { traceId: '0'.repeat(31) + '1', spanId: '0'.repeat(15) + '1' },
       log: silent,

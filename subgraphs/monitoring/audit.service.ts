@@ -2,9 +2,12 @@
 import { UniqueConstraintViolationException, type EntityManager } from '@mikro-orm/core';
 import { badInput } from '../../lib/errors.js';
 import { isUuid } from '../../lib/ids.js';
+import { redactSecrets } from '../../lib/security/redact.js';
 import { AuditEventEntity } from './audit-event.entity.js';
 import { AuditOutcome } from './monitoring.contracts.js';
 import type { AuditEventListFilter, MonitoringRepository } from './monitoring.repository.js';
+
+export { REDACTED, redactSecrets } from '../../lib/security/redact.js';
 
 export interface Actor {
   tenant: string;
@@ -28,38 +31,10 @@ export interface AuditEventRecord {
   at?: Date;
 }
 
-export const REDACTED = '[REDACTED]';
-const SECRET_NAME = /pass(word|phrase)?|secret|token|api[-_]?key|access[-_]?key|private[-_]?key|authori[sz]ation|credential|signature|cookie|session/i;
-const JWT = /^[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]*$/;
-const MAX_STRING = 1000;
-const MAX_DEPTH = 8;
-const MAX_ITEMS = 100;
 const MAX_VARIABLES_BYTES = 32 * 1024;
 const GRAPHQL_NAME = /^[_A-Za-z][_0-9A-Za-z]{0,199}$/;
 const TRACE_ID = /^[0-9a-f]{32}$/;
 const ERROR_CODE = /^[A-Za-z0-9_.-]{1,64}$/;
-
-/**
- * A copy of `value` safe to keep: values under secret-looking names and strings that look like JWTs are replaced,
- * long strings and deep or long structures are cut.
- */
-export function redactSecrets(value: unknown, depth = 0): unknown {
-  if (typeof value === 'string') {
-    if (JWT.test(value)) return REDACTED;
-    return value.length > MAX_STRING ? `${value.slice(0, MAX_STRING)}…[${value.length - MAX_STRING} more characters]` : value;
-  }
-  if (value === null || typeof value !== 'object') {
-    return typeof value === 'number' || typeof value === 'boolean' ? value : value === null ? null : String(value);
-  }
-  if (depth >= MAX_DEPTH) return '[TRUNCATED]';
-  if (Array.isArray(value)) {
-    const items = value.slice(0, MAX_ITEMS).map((item) => redactSecrets(item, depth + 1));
-    return value.length > MAX_ITEMS ? [...items, `…[${value.length - MAX_ITEMS} more items]`] : items;
-  }
-  return Object.fromEntries(
-    Object.entries(value).map(([name, item]) => [name, SECRET_NAME.test(name) ? REDACTED : redactSecrets(item, depth + 1)]),
-  );
-}
 
 export class AuditService {
   constructor(private readonly repository: MonitoringRepository) {}

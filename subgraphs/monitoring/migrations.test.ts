@@ -23,7 +23,7 @@ describe('monitoring migrations', () => {
     const rows = await db.orm.em
       .getConnection()
       .execute<{ indexname: string; indexdef: string }[]>(`select indexname, indexdef from pg_indexes where schemaname = 'monitoring'`);
-    const byName = new Map(rows.map((r) => [r.indexname, r.indexdef]));
+    const byName = new Map(rows.map((r: { indexname: string; indexdef: string }) => [r.indexname, r.indexdef]));
     expect(byName.get('audit_event_tenant_at_index')).toMatch(/\(tenant, at DESC, id DESC\)/);
     expect(byName.get('drift_report_tenant_model_created_index')).toMatch(/\(tenant, model_name, created_at DESC, id DESC\)/);
     expect(byName.get('drift_alert_tenant_created_index')).toMatch(/\(tenant, created_at DESC, id DESC\)/);

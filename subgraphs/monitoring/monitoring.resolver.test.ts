@@ -64,7 +64,7 @@ describe('schema', () => {
     expect(sdl).toContain('type DriftAlert @key(fields: "id") {');
     expect(sdl).toContain('type ModelVersion @key(fields: "id", resolvable: false) { id: ID! }');
     expect(sdl).toMatch(/type AuditEvent \{/);
-    expect(sdl).toMatch(/auditEvents\([^)]*filter: AuditEventFilter[^)]*\): AuditEventConnection!/);
+    expect(sdl).toMatch(/auditEvents\([^)]*filter: AuditEventFilter[^)]*\): AuditEventConnection\b/);
     expect(sdl).toMatch(/driftReports\([^)]*modelName: String![^)]*\): DriftReportConnection!/);
     expect(sdl).toMatch(/driftAlerts\([^)]*status: DriftAlertStatus[^)]*\): DriftAlertConnection!/);
   });

@@ -22,7 +22,7 @@ const actor = (ctx: RequestContext) => ({ tenant: ctx.identity.tenant, subject: 
 export class AuditEventResolver {
   constructor(private readonly service: AuditService) {}
 
-  @Query(() => AuditEventConnection, { description: 'Mutations made in your tenant, newest first' })
+  @Query(() => AuditEventConnection, { nullable: true, description: 'Mutations made in your tenant, newest first (admins only; null with a FORBIDDEN error otherwise)' })
   async auditEvents(
     @Arg('filter', () => AuditEventFilter, { nullable: true }) filter: AuditEventFilter | null,
     @Args() page: PageArgs,

@@ -1,4 +1,5 @@
 import type { GraphQLResolverMap } from '@apollo/subgraph/dist/schema-helper/index.js';
+import { monitoringPermissions } from './permissions.js';
 import { containerOf, buildFederatedSchema, type RequestContext } from '../../lib/graphql/subgraph.js';
 import type { SubgraphDefinition } from '../../lib/graphql/run-subgraph.js';
 import { isUuid } from '../../lib/ids.js';
@@ -39,6 +40,7 @@ export function monitoringSubgraph(_config: MonitoringConfig): SubgraphDefinitio
   return {
     name: 'monitoring',
     dbSchema: 'monitoring',
+    permissions: monitoringPermissions,
     entities: [AuditEventEntity, DriftReportEntity, DriftAlertEntity],
     migrations: [{ name: '0001-initial', class: Migration0001Initial }],
     async setup() {

@@ -1,0 +1,22 @@
+import type { IRules } from 'graphql-shield';
+import { allow, canRead, isAdmin, sameAsParent } from '../../lib/rbac.js';
+
+/** Who may do what in the monitoring subgraph; anything not named here is denied. */
+export const monitoringPermissions: IRules = {
+  Query: {
+    auditEvents: isAdmin,
+    driftReports: canRead,
+    driftAlerts: canRead,
+  },
+  AuditEvent: isAdmin,
+  AuditEventConnection: sameAsParent,
+  AuditEventEdge: sameAsParent,
+  DriftReport: canRead,
+  DriftReportConnection: sameAsParent,
+  DriftReportEdge: sameAsParent,
+  DriftAlert: canRead,
+  DriftAlertConnection: sameAsParent,
+  DriftAlertEdge: sameAsParent,
+  PageInfo: sameAsParent,
+  ModelVersion: allow,
+};
