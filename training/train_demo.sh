@@ -4,14 +4,15 @@
 #
 # Knobs (environment variables):
 #   OUT=./demo-run          working folder (data/, run/, baseline.json, evaluation_test.json, summary.json)
-#   PAIRS=800 TEST_PAIRS=200 SIZE=128 SEASON_SHIFT=0.5
-#   EPOCHS=40 BASE_WIDTH=12 BATCH=8 LR=0.002 TILE=128 SEED=42 DEVICE=auto
-#   QUICK=1                 tiny smoke run (40 pairs of 64 px, 1 epoch, width 8) in well under a minute
+#   PAIRS=440 TEST_PAIRS=100 SIZE=128 SEASON_SHIFT=0.5   (10 % of PAIRS become the val split)
+#   EPOCHS=16 BASE_WIDTH=8 BATCH=8 LR=0.002 TILE=128 SEED=42 DEVICE=auto
+#   QUICK=1                 smoke run (40 pairs of 64 px, 1 epoch, width 8) in about 25 s; not a useful model
 #   PYTHON=/usr/bin/python3
 #
-# Time on the 2-core CPU development machine (see the measured numbers in README/report): width 16 runs at about
-# 1 pair/s at 128x128, width 8 at about 4 pairs/s, so the full default takes hours on CPU; use a GPU
-# (DEVICE=cuda or auto) for the full run.
+# The defaults are the run measured on the 2-core CPU development machine: about 90-100 CPU-seconds per epoch
+# (40 min wall in total on a busy machine), held-out test F1 0.898 / IoU 0.815 against 0.475 / 0.311 for the
+# pixel-difference baseline, model.onnx 3.05 MB. Width 12 (6.8 MB ONNX, still under the 8 MB budget) costs about
+# 2.2x the time per epoch; width 16 (12 MB) exceeds the budget.
 set -euo pipefail
 cd "$(dirname "$0")"
 PYTHON=${PYTHON:-/usr/bin/python3}
@@ -20,12 +21,12 @@ if [[ "${QUICK:-0}" == "1" ]]; then
   PAIRS=${PAIRS:-40}; TEST_PAIRS=${TEST_PAIRS:-16}; SIZE=${SIZE:-64}; EPOCHS=${EPOCHS:-1}; BASE_WIDTH=${BASE_WIDTH:-8}
   TILE=${TILE:-64}
 fi
-PAIRS=${PAIRS:-800}
-TEST_PAIRS=${TEST_PAIRS:-200}
+PAIRS=${PAIRS:-440}
+TEST_PAIRS=${TEST_PAIRS:-100}
 SIZE=${SIZE:-128}
 SEASON_SHIFT=${SEASON_SHIFT:-0.5}
-EPOCHS=${EPOCHS:-40}
-BASE_WIDTH=${BASE_WIDTH:-12}
+EPOCHS=${EPOCHS:-16}
+BASE_WIDTH=${BASE_WIDTH:-8}
 BATCH=${BATCH:-8}
 LR=${LR:-0.002}
 TILE=${TILE:-128}

@@ -247,7 +247,7 @@ _OPS = {
     "MaxPool": _maxpool,
     "BatchNormalization": _bn,
     "Relu": lambda a, at: np.maximum(a[0], 0),
-    "Sigmoid": lambda a, at: 1.0 / (1.0 + np.exp(-a[0])),
+    "Sigmoid": lambda a, at: 0.5 * (1.0 + np.tanh(0.5 * a[0])),
     "Add": lambda a, at: a[0] + a[1],
     "Sub": lambda a, at: a[0] - a[1],
     "Mul": lambda a, at: a[0] * a[1],

@@ -26,7 +26,7 @@ import torch
 
 from . import CONTRACT_VERSION
 from .common import (ConfigError, Emitter, code_version, config_hash, pick_device, predict_image, predict_tiles,
-                     seed_everything, sha256_file, state_dict_hash, validate_config)
+                     seed_everything, sha256_file, state_dict_hash, tile_grid, validate_config)
 from .data import (DataError, Sample, assign_splits, band_names, compute_normalization, geometric, load_all,
                    load_manifest, normalize, photometric, random_crop)
 from .losses import bce_dice_loss
@@ -38,6 +38,7 @@ ONNX_OPSET = 17
 HIST_BINS = 64
 FRACTION_BINS = 20
 RESERVOIR = 256
+REFERENCE_MODEL_ITEMS = 512
 PARITY_ITEMS = 2
 PARITY_MAX_SIZE = 128
 
@@ -143,10 +144,17 @@ def reference_stats(model: SNUNetCBAM, samples: Sequence[Sample], idx: Sequence[
             vmin = np.minimum(vmin, x.min(0))
             vmax = np.maximum(vmax, x.max(0))
             npx += x.shape[0]
+        h, w = s.label.shape
+        for (y, x0, th, tw) in tile_grid(h, w, tile):
+            label_frac.append(float(s.label[y:y + th, x0:x0 + tw].mean()))
+    # the model-based statistics use a seeded subset of at most REFERENCE_MODEL_ITEMS items (one forward pass each)
+    model_idx = list(idx)
+    if len(model_idx) > REFERENCE_MODEL_ITEMS:
+        model_idx = sorted(rng.choice(model_idx, REFERENCE_MODEL_ITEMS, replace=False).tolist())
+    for i in model_idx:
+        s = samples[i]
         a, b_ = normalize(s.before, norm), normalize(s.after, norm)
         for (y, x0, th, tw), lg, emb in predict_tiles(model, a, b_, tile, device):
-            lab = s.label[y:y + th, x0:x0 + tw]
-            label_frac.append(float(lab.mean()))
             pred_frac.append(float((lg > t_logit).mean()))
             mean_prob.append(float((1.0 / (1.0 + np.exp(-lg.astype(np.float64)))).mean()))
             e = emb.astype(np.float64)
@@ -168,8 +176,9 @@ def reference_stats(model: SNUNetCBAM, samples: Sequence[Sample], idx: Sequence[
         "datasetVersion": dataset_version,
         "split": "train",
         "items": len(idx),
+        "modelItems": len(model_idx),
         "tileSize": tile,
-        "tiles": e_n,
+        "tiles": len(label_frac),
         "bands": {
             "names": names,
             "scale": 255,

@@ -1,3 +1,5 @@
+import contextlib
+import io
 import json
 import os
 import shutil
@@ -102,6 +104,19 @@ class TinyTrainingTest(unittest.TestCase):
         diffs = check_parity(os.path.join(self.out, "model.onnx"), os.path.join(self.out, "parity"))
         self.assertLess(diffs["change_logits"], 1e-3, diffs)
         self.assertLess(diffs["embedding"], 1e-3, diffs)
+
+    def test_evaluate_cli_matches_evaluation_json(self):
+        from lcd_training import evaluate
+        buf = io.StringIO()
+        with contextlib.redirect_stdout(buf):
+            code = evaluate.main(["--checkpoint", os.path.join(self.out, "best.pt"), "--manifest", self.manifest,
+                                  "--split", "val"])
+        self.assertEqual(code, 0)
+        res = json.loads(buf.getvalue().splitlines()[-1])
+        with open(os.path.join(self.out, "evaluation.json")) as f:
+            ev = json.load(f)
+        self.assertEqual(ev["split"], "val")  # no test items in this manifest
+        self.assertEqual(res["confusion"], ev["confusion"])
 
     def test_same_inputs_same_weights(self):
         out2 = os.path.join(self.tmp, "run2")
