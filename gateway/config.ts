@@ -42,6 +42,8 @@ export const gatewayEnv = z
       }),
     RATE_LIMIT_KEY_PREFIX: z.string().regex(/^[\x21-\x7e]{1,100}$/).default('lcd:ratelimit:'),
     AUDIT_QUEUE: z.string().regex(/^[A-Za-z0-9_.:-]{1,200}$/).default('monitoring.audit'),
+    MAX_SUBSCRIPTIONS_PER_CONNECTION: z.coerce.number().int().min(1).max(10_000).default(100),
+    MAX_PENDING_EVENTS_PER_SUBSCRIPTION: z.coerce.number().int().min(10).max(1_000_000).default(1000),
   })
   .superRefine((config, ctx) => {
     for (const [field, cost] of Object.entries(config.RATE_LIMIT_COSTS)) {

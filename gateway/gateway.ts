@@ -7,6 +7,7 @@ import { ApolloServer, HeaderMap, type ApolloServerPlugin } from '@apollo/server
 import { ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
 import { GraphQLError, type GraphQLFormattedError } from 'graphql';
 import type { IncomingMessage } from 'node:http';
+import type { Logger } from 'pino';
 import { Counter } from 'prom-client';
 import { AuthError, type Identity } from '../lib/auth.js';
 import { composeFromConfig } from '../lib/graphql/compose.js';
@@ -20,11 +21,15 @@ import { createLocalSignedUrlHandler } from '../lib/storage/index.js';
 import { createMetricsRegistry, formatTraceparent, newTrace, serviceLogger, type TraceContext } from '../lib/telemetry.js';
 import type { GatewayConfig } from './config.js';
 import { graphiqlRoute } from './graphiql.js';
+import type { ExecuteAs, FetchResult } from './subscriptions/entity-fetcher.js';
+import { startSubscriptionServer } from './subscriptions/subscription-server.js';
 import { createSecurityMetrics, securityPlugin, type SecurityMetrics } from './security.plugin.js';
 
 export interface GatewayContext {
   identity: Identity;
   trace: TraceContext;
+  /** Set for operations the gateway runs itself on a subscriber's behalf (subscription event fields). */
+  internal?: boolean;
 }
 
 export interface GatewayOptions {
@@ -37,15 +42,37 @@ export interface GatewayOptions {
 
 export interface RunningGateway extends RunningService {
   supergraphSdl: string;
+  subscriptions: Awaited<ReturnType<typeof startSubscriptionServer>>;
 }
 
 class AuthenticatedDataSource extends RemoteGraphQLDataSource<GatewayContext> {
+  constructor(
+    config: ConstructorParameters<typeof RemoteGraphQLDataSource<GatewayContext>>[0],
+    private readonly log: Logger,
+  ) {
+    super(config);
+  }
+
   override willSendRequest({ request, context }: GraphQLDataSourceProcessOptions<GatewayContext>): void {
     const headers = request.http?.headers;
     if (!headers) return;
     // Only what the gateway verified travels on: the subgraph verifies this token again itself.
     if ('identity' in context && context.identity) headers.set('authorization', `Bearer ${context.identity.token}`);
     if ('trace' in context && context.trace) headers.set('traceparent', formatTraceparent(newTrace(context.trace)));
+  }
+
+  /**
+   * A subgraph that cannot be reached or answers with an HTTP error: Apollo's own error carries the subgraph's
+   * internal URL and response body, so the client gets a clean one instead and the details go to the log.
+   */
+  override didEncounterError(error: Error, _request: unknown, response?: { status: number }): void {
+    this.log.warn({ err: error, subgraph: this.url, status: response?.status }, 'subgraph request failed');
+    if (response?.status === 401) {
+      throw new GraphQLError('A service did not accept the token (it may have just expired); sign in again', {
+        extensions: { code: 'UNAUTHENTICATED', reason: 'TOKEN_REFUSED_DOWNSTREAM' },
+      });
+    }
+    throw new GraphQLError('A service is unavailable right now; retry shortly', { extensions: { code: 'UNAVAILABLE', retryable: true } });
   }
 }
 
@@ -69,12 +96,15 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
   const gateway = new ApolloGateway({
     supergraphSdl,
     buildService: ({ url }) =>
-      new AuthenticatedDataSource({
-        url,
-        // Node's fetch (undici) keeps connections to the subgraphs alive; the gateway's default fetcher does not.
-        fetcher: ((input: string, init?: RequestInit) =>
-          fetch(input, { ...init, signal: AbortSignal.timeout(config.SUBGRAPH_TIMEOUT_MS), keepalive: true } as RequestInit)) as never,
-      }),
+      new AuthenticatedDataSource(
+        {
+          url,
+          // Node's fetch (undici) keeps connections to the subgraphs alive; the gateway's default fetcher does not.
+          fetcher: ((input: string, init?: RequestInit) =>
+            fetch(input, { ...init, signal: AbortSignal.timeout(config.SUBGRAPH_TIMEOUT_MS), keepalive: true } as RequestInit)) as never,
+        },
+        log,
+      ),
   });
 
   const metricsPlugin: ApolloServerPlugin<GatewayContext> = {
@@ -88,6 +118,8 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
   };
 
   const security = createSecurityMetrics(registry);
+  const audit = new AuditPublisher(runtime.broker, log, config.AUDIT_QUEUE);
+  await audit.start();
   const rateLimiter = config.RATE_LIMIT_ENABLED
     ? createRateLimiter({
         burst: config.RATE_LIMIT_BURST,
@@ -96,8 +128,6 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
         keyPrefix: config.RATE_LIMIT_KEY_PREFIX,
       })
     : null;
-  const audit = new AuditPublisher(runtime.broker, log, config.AUDIT_QUEUE);
-  await audit.start();
   const limits = {
     tokens: config.MAX_QUERY_TOKENS,
     rootFields: config.MAX_ROOT_FIELDS,
@@ -122,7 +152,12 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
       securityPlugin({ limits, rateLimiter, costs: config.RATE_LIMIT_COSTS, audit, metrics: security, log }),
     ],
   });
-  await server.start();
+  try {
+    await server.start();
+  } catch (error) {
+    await rateLimiter?.close();
+    throw error;
+  }
 
   const context = async (req: IncomingMessage, trace: TraceContext): Promise<GatewayContext> => {
     try {
@@ -177,13 +212,39 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     routes,
     maxBodyBytes: config.MAX_REQUEST_BYTES,
     onRefused: (limit) => security.refused.inc({ limit }),
+  }).catch(async (error: unknown) => {
+    await server.stop();
+    await rateLimiter?.close();
+    throw error;
+  });
+  const executeAs: ExecuteAs = async (identity, query, variables) => {
+    const response = await server.executeOperation({ query, variables }, { contextValue: { identity, trace: newTrace(), internal: true } });
+    if (response.body.kind !== 'single') return { data: null, errors: [{ message: 'Incremental delivery is not supported here' }] };
+    const { data, errors } = response.body.singleResult;
+    return { data: (data as Record<string, unknown> | null | undefined) ?? null, errors: errors as FetchResult['errors'] };
+  };
+  const subscriptions = await startSubscriptionServer({
+    httpServer: http.server,
+    path: '/graphql',
+    apiSchema: gateway.schema!,
+    verifier: runtime.verifier,
+    broker: runtime.broker,
+    executeAs,
+    registry,
+    log,
+    limits: {
+      maxSubscriptionsPerConnection: config.MAX_SUBSCRIPTIONS_PER_CONNECTION,
+      maxPendingEvents: config.MAX_PENDING_EVENTS_PER_SUBSCRIPTION,
+    },
   });
   log.info({ url: `${http.url}/graphql` }, 'gateway listening');
   return {
     name: 'gateway',
     url: `${http.url}/graphql`,
     supergraphSdl,
+    subscriptions,
     async close() {
+      await subscriptions.close();
       await http.close();
       await server.stop();
       await rateLimiter?.close();
@@ -192,8 +253,8 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
 }
 
 /**
- * Apollo Server refuses a JSON array (a batch) with a generic BAD_REQUEST before any plugin runs; it is an operation
- * limit like the others, so it answers as one.
+ * The gateway's error formatting on top of the shared one: Apollo Server refuses a JSON array (a batch) with a generic
+ * BAD_REQUEST before any plugin runs, and it answers as the operation limit it is; subgraph names are dropped.
  */
 function gatewayFormatError(
   format: (formatted: GraphQLFormattedError, error: unknown) => GraphQLFormattedError,
@@ -204,6 +265,8 @@ function gatewayFormatError(
       metrics.refused.inc({ limit: 'batch' });
       return { message: `${operationLimitMessage('batch')} (batch)`, extensions: { code: 'OPERATION_LIMIT', limit: 'batch', max: 1 } };
     }
-    return format(formatted, error);
+    // Which subgraph answered is the gateway's business, not the client's.
+    const { serviceName: _serviceName, ...extensions } = formatted.extensions ?? {};
+    return format({ ...formatted, extensions }, error);
   };
 }

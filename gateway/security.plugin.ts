@@ -24,6 +24,7 @@ import type { TraceContext } from '../lib/telemetry.js';
 export interface GuardedContext {
   identity: Identity;
   trace: TraceContext;
+  internal?: boolean;
 }
 
 export interface SecurityMetrics {
@@ -118,7 +119,8 @@ export function securityPlugin(options: SecurityPluginOptions): ApolloServerPlug
         }
       }
 
-      if (!refusal && options.rateLimiter) {
+      // Subscription events are pushed by the platform, not asked for: fetching their fields costs the subscriber nothing.
+      if (!refusal && options.rateLimiter && !requestContext.contextValue.internal) {
         const cost = operationCost(inspected?.rootFields.map((f) => f.fieldName) ?? [], options.costs);
         try {
           const decision = await options.rateLimiter.take(rateLimitKey(identity), cost);

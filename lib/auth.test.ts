@@ -1,9 +1,11 @@
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { SignJWT, UnsecuredJWT } from 'jose';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { importJWK, SignJWT, UnsecuredJWT, type JWK } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AuthError, createTokenVerifier, DEV_AUDIENCE, DEV_ISSUER, issueDevToken, type TokenVerifier } from './auth.js';
+import { AuthError, createTokenVerifier, DEV_AUDIENCE, DEV_ISSUER, issueDevToken, MAX_TOKEN_LENGTH, type AuthConfig, type TokenVerifier } from './auth.js';
 
 let stateDir: string;
 let verifier: TokenVerifier;
@@ -79,5 +81,70 @@ describe('token verification', () => {
   it('refuses a token without a valid tenant claim', async () => {
     const token = await issueDevToken(stateDir, { subject: 'a', tenant: 'bad tenant!', roles: [] });
     expect(await reason(`Bearer ${token}`)).toBe('TOKEN_CLAIM_INVALID');
+  });
+});
+
+/** Signs any claims with the development key, as an issuer with other claim names would. */
+async function signWithDevKey(claims: Record<string, unknown>): Promise<string> {
+  await issueDevToken(stateDir, { subject: 'x', tenant: 'x', roles: [] }); // makes sure the key exists
+  const { privateJwk } = JSON.parse(await readFile(join(stateDir, 'auth', 'dev-signing-key.json'), 'utf8')) as { privateJwk: JWK };
+  return new SignJWT(claims)
+    .setProtectedHeader({ alg: 'ES256', kid: privateJwk.kid })
+    .setIssuer(DEV_ISSUER)
+    .setAudience(DEV_AUDIENCE)
+    .setExpirationTime('1h')
+    .sign(await importJWK(privateJwk, 'ES256'));
+}
+
+const baseConfig = (): AuthConfig => ({
+  issuer: DEV_ISSUER,
+  audience: DEV_AUDIENCE,
+  algorithms: ['ES256', 'RS256'],
+  clockToleranceSeconds: 30,
+  stateDir,
+  tenantClaim: 'tenant',
+  rolesClaim: 'roles',
+});
+
+describe('claims of other issuers', () => {
+  it('reads nested (Keycloak) and URL-named (Auth0) claims, and a role list given as a string', async () => {
+    const keycloak = await createTokenVerifier({ ...baseConfig(), tenantClaim: 'org.tenant', rolesClaim: 'realm_access.roles' });
+    const token = await signWithDevKey({ sub: 'kc-user', org: { tenant: 'acme' }, realm_access: { roles: ['analyst', 'offline_access', 'analyst'] } });
+    expect(await keycloak.verify(`Bearer ${token}`)).toMatchObject({ subject: 'kc-user', tenant: 'acme', roles: ['analyst'] });
+
+    const auth0 = await createTokenVerifier({ ...baseConfig(), tenantClaim: 'https://lcd.example/tenant', rolesClaim: 'https://lcd.example/roles' });
+    const a0 = await signWithDevKey({ sub: 'auth0|1', 'https://lcd.example/tenant': 'acme', 'https://lcd.example/roles': 'viewer approver' });
+    expect(await auth0.verify(`Bearer ${a0}`)).toMatchObject({ tenant: 'acme', roles: ['viewer', 'approver'] });
+  });
+
+  it('refuses a token without a subject, and a header longer than any real token', async () => {
+    expect(await reason(`Bearer ${await signWithDevKey({ tenant: 'acme', roles: [] })}`)).toBe('TOKEN_CLAIM_INVALID');
+    expect(await reason(`Bearer ${'a'.repeat(MAX_TOKEN_LENGTH)}.${'b'.repeat(100)}.c`)).toBe('TOKEN_MALFORMED');
+  });
+});
+
+describe('remote key sets', () => {
+  let server: Server;
+  let status = 500;
+  beforeAll(async () => {
+    server = createServer((_req, res) => {
+      res.writeHead(status, { 'content-type': 'application/json' });
+      res.end(status === 200 ? '{"not":"a key set"}' : '{}');
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  });
+  afterAll(() => new Promise<void>((resolve) => server.close(() => resolve())));
+
+  it('says the issuer is unavailable when its JWKS cannot be fetched or is not a key set', async () => {
+    const token = await issueDevToken(stateDir, { subject: 'a', tenant: 'acme', roles: [] });
+    const { port } = server.address() as AddressInfo;
+    const failing = await createTokenVerifier({ ...baseConfig(), jwksUrl: `http://127.0.0.1:${port}/jwks.json` });
+    const refused = await createTokenVerifier({ ...baseConfig(), jwksUrl: 'http://127.0.0.1:1/jwks.json' });
+    const outcome = async (v: TokenVerifier) => v.verify(`Bearer ${token}`).then(() => 'ACCEPTED', (e: AuthError) => e.reason);
+    expect(await outcome(failing)).toBe('ISSUER_UNAVAILABLE');
+    expect(await outcome(refused)).toBe('ISSUER_UNAVAILABLE');
+    status = 200;
+    const invalid = await createTokenVerifier({ ...baseConfig(), jwksUrl: `http://127.0.0.1:${port}/jwks.json` });
+    expect(await outcome(invalid)).toBe('ISSUER_UNAVAILABLE');
   });
 });

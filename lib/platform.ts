@@ -4,7 +4,13 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { startGateway, type RunningGateway } from '../gateway/gateway.js';
 import { loadGatewayConfig } from '../gateway/config.js';
+import { readFile } from 'node:fs/promises';
 import { subgraphSetups, SUBGRAPH_NAMES, type SubgraphName } from '../subgraphs/index.js';
+import { ensurePlatformModel, type ModelResolutionDeps } from '../subgraphs/models/model-resolution.rpc.js';
+import { loadInferenceConfig, type InferenceConfig } from '../workers/inference/config.js';
+import { startInferenceWorker, type RunningInferenceWorker } from '../workers/inference/service.js';
+import { loadTrainingConfig } from '../training/service/config.js';
+import { startTrainingService, type RunningTrainingService } from '../training/service/service.js';
 import type { Env } from './config.js';
 import { runSubgraph, type RunningSubgraph } from './graphql/run-subgraph.js';
 import { createRuntime, loadRuntimeConfig, type Runtime } from './runtime.js';
@@ -17,12 +23,20 @@ export interface PlatformOptions {
   databaseUrls?: Partial<Record<SubgraphName, string | undefined>>;
   /** null keeps PGlite in memory (tests). */
   stateDir?: string | null;
+  /** false: no inference worker in this process (tests that drive the queues themselves). */
+  inferenceWorker?: boolean;
+  /** false: no training service in this process. */
+  trainingService?: boolean;
 }
 
 export interface Platform {
   runtime: Runtime;
   gateway: RunningGateway;
   subgraphs: Record<SubgraphName, RunningSubgraph<unknown>>;
+  /** The in-process inference worker (null when disabled). */
+  inference: RunningInferenceWorker | null;
+  /** The in-process training service (null when disabled). */
+  training: RunningTrainingService | null;
   close(): Promise<void>;
 }
 
@@ -43,9 +57,11 @@ export async function startPlatform(options: PlatformOptions): Promise<Platform>
   }
   const config = loadRuntimeConfig(env);
   const gatewayConfig = loadGatewayConfig(env);
+  const inferenceConfig = loadInferenceConfig(env);
+  const trainingConfig = loadTrainingConfig(env);
   const setups = subgraphSetups(env);
   const runtime = await createRuntime(config);
-  const started: RunningSubgraph<unknown>[] = [];
+  const started: { close(): Promise<void> }[] = [];
   try {
     const subgraphs = {} as Record<SubgraphName, RunningSubgraph<unknown>>;
     for (const name of SUBGRAPH_NAMES) {
@@ -59,6 +75,18 @@ export async function startPlatform(options: PlatformOptions): Promise<Platform>
       });
       started.push(subgraphs[name]);
     }
+    // The demo model is registered platform-wide (tenant `*`), so that every tenant can run detectChanges at once.
+    await seedDemoModel(subgraphs.models, inferenceConfig, runtime);
+    let inference: RunningInferenceWorker | null = null;
+    if (options.inferenceWorker !== false) {
+      inference = await startInferenceWorker({ runtime, config: inferenceConfig, host: config.HOST, port: options.ephemeralPorts ? 0 : inferenceConfig.INFERENCE_PORT });
+      started.push(inference);
+    }
+    let training: RunningTrainingService | null = null;
+    if (options.trainingService !== false) {
+      training = await startTrainingService({ runtime, config: trainingConfig, host: config.HOST, port: options.ephemeralPorts ? 0 : trainingConfig.TRAINING_PORT });
+      started.push(training);
+    }
     const gateway = await startGateway({
       runtime,
       config: gatewayConfig,
@@ -69,6 +97,8 @@ export async function startPlatform(options: PlatformOptions): Promise<Platform>
       runtime,
       gateway,
       subgraphs,
+      inference,
+      training,
       async close() {
         await gateway.close();
         for (const s of started.reverse()) await s.close();
@@ -80,4 +110,17 @@ export async function startPlatform(options: PlatformOptions): Promise<Platform>
     await runtime.close().catch(() => undefined);
     throw error;
   }
+}
+
+async function seedDemoModel(models: RunningSubgraph<unknown>, config: InferenceConfig, runtime: Runtime): Promise<void> {
+  if (!config.INFERENCE_DEMO_MODEL) return;
+  let bytes: Buffer;
+  try {
+    bytes = await readFile(config.INFERENCE_DEMO_MODEL);
+  } catch (error) {
+    runtime.log.warn({ err: error, path: config.INFERENCE_DEMO_MODEL }, 'demo model not found: detectChanges needs a registered model');
+    return;
+  }
+  const result = await ensurePlatformModel(models.deps as ModelResolutionDeps, models.db, runtime.store, { name: config.DEFAULT_MODEL_NAME, bytes });
+  runtime.log.info({ model: config.DEFAULT_MODEL_NAME, versionId: result.versionId, registered: result.registered }, 'demo model is the platform Production version');
 }

@@ -12,6 +12,7 @@ import type { Logger } from 'pino';
 import { buildSchema, createResolversMap, type BuildSchemaOptions, type ContainerType } from 'type-graphql';
 import { AuthError, type Identity, type TokenVerifier } from '../auth.js';
 import { translateDbError } from '../errors.js';
+import { servedByGateway } from './subscriptions.js';
 import type { TraceContext } from '../telemetry.js';
 
 export const FEDERATION_LINK =
@@ -39,6 +40,8 @@ export async function buildFederatedSchema(options: FederatedSchemaOptions): Pro
     container: options.container,
     skipCheck: true,
     validate: false,
+    // Subscriptions are declared here but executed by the gateway; no subgraph ever publishes through type-graphql.
+    pubSub: { publish: () => servedByGateway(), subscribe: () => servedByGateway() },
     emitSchemaFile: false,
   });
   // type-graphql keeps @key & co. on partial AST nodes, which printSchemaWithDirectives reads and Apollo's printer does not.

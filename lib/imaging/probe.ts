@@ -28,7 +28,8 @@ export function sniffFormat(bytes: Uint8Array): ImageFormat | null {
   const b = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   if (b.length >= 8 && b.subarray(0, 8).equals(PNG_SIGNATURE)) return 'png';
   if (b.length >= 3 && b[0] === 0xff && b[1] === 0xd8 && b[2] === 0xff) return 'jpeg';
-  if (b.length >= 4 && ((b[0] === 0x49 && b[1] === 0x49 && b[2] === 42 && b[3] === 0) || (b[0] === 0x4d && b[1] === 0x4d && b[2] === 0 && b[3] === 42))) {
+  // Classic TIFF (42) and BigTIFF (43), little- or big-endian.
+  if (b.length >= 4 && ((b[0] === 0x49 && b[1] === 0x49 && (b[2] === 42 || b[2] === 43) && b[3] === 0) || (b[0] === 0x4d && b[1] === 0x4d && b[2] === 0 && (b[3] === 42 || b[3] === 43)))) {
     return 'tiff';
   }
   return null;
@@ -86,17 +87,22 @@ function probeJpeg(b: Buffer): ImageHeader {
 
 function probeTiff(b: Buffer): ImageHeader {
   const le = b[0] === 0x49;
+  if (b.length < 8) throw new ImageDecodeError('TRUNCATED', 'The TIFF header is truncated');
   const u16 = (o: number) => (le ? b.readUInt16LE(o) : b.readUInt16BE(o));
   const u32 = (o: number) => (le ? b.readUInt32LE(o) : b.readUInt32BE(o));
-  if (b.length < 8) throw new ImageDecodeError('TRUNCATED', 'The TIFF header is truncated');
-  const ifd = u32(4);
-  if (ifd + 2 > b.length) throw new ImageDecodeError('TRUNCATED', 'The TIFF directory lies past the end of the file');
-  const count = u16(ifd);
-  const tags = new Map<number, { type: number; count: number; valueOffset: number }>();
+  const u64 = (o: number) => Number(le ? b.readBigUInt64LE(o) : b.readBigUInt64BE(o));
+  const big = u16(2) === 43;
+  if (big && b.length < 16) throw new ImageDecodeError('TRUNCATED', 'The BigTIFF header is truncated');
+  const ifd = big ? u64(8) : u32(4);
+  const countBytes = big ? 8 : 2;
+  const entryBytes = big ? 20 : 12;
+  if (ifd + countBytes > b.length) throw new ImageDecodeError('TRUNCATED', 'The TIFF directory lies past the end of the file');
+  const count = big ? u64(ifd) : u16(ifd);
+  const tags = new Map<number, { type: number; valueOffset: number }>();
   for (let i = 0; i < count; i++) {
-    const e = ifd + 2 + i * 12;
-    if (e + 12 > b.length) throw new ImageDecodeError('TRUNCATED', 'The TIFF directory is truncated');
-    tags.set(u16(e), { type: u16(e + 2), count: u32(e + 4), valueOffset: e + 8 });
+    const e = ifd + countBytes + i * entryBytes;
+    if (e + entryBytes > b.length) throw new ImageDecodeError('TRUNCATED', 'The TIFF directory is truncated');
+    tags.set(u16(e), { type: u16(e + 2), valueOffset: e + (big ? 12 : 8) });
   }
   const value = (tag: number, fallback?: number): number => {
     const t = tags.get(tag);
@@ -104,7 +110,7 @@ function probeTiff(b: Buffer): ImageHeader {
       if (fallback === undefined) throw new ImageDecodeError('CORRUPT', `The TIFF lacks required tag ${tag}`);
       return fallback;
     }
-    return t.type === 3 ? u16(t.valueOffset) : u32(t.valueOffset);
+    return t.type === 3 ? u16(t.valueOffset) : t.type === 16 ? u64(t.valueOffset) : u32(t.valueOffset);
   };
   return { format: 'tiff', width: value(256), height: value(257), bands: value(277, 1), bitsPerSample: value(258, 1) };
 }

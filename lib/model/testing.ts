@@ -6,12 +6,14 @@ import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 
 const run = promisify(execFile);
-export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const compiledOrSource = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+/** The repository root, also when this runs compiled from dist/ (benchmarks). */
+export const repoRoot = basename(compiledOrSource) === 'dist' ? dirname(compiledOrSource) : compiledOrSource;
 
 // ---------------------------------------------------------------------------------------------------------------------
 // ONNX encoder (only what the tests need)

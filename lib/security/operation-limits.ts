@@ -21,7 +21,7 @@ import {
   type ValueNode,
 } from 'graphql';
 
-export const OPERATION_LIMIT_NAMES = ['tokens', 'rootFields', 'aliases', 'depth', 'cost', 'batch', 'bodyBytes'] as const;
+export const OPERATION_LIMIT_NAMES = ['tokens', 'rootFields', 'aliases', 'depth', 'cost', 'introspection', 'batch', 'bodyBytes'] as const;
 export type OperationLimitName = (typeof OPERATION_LIMIT_NAMES)[number];
 
 export interface OperationLimits {
@@ -31,7 +31,7 @@ export interface OperationLimits {
   rootFields: number;
   /** Aliased fields, counted once per place they end up in the operation. */
   aliases: number;
-  /** Nesting of fields; introspection fields (`__schema`, `__type`) are not counted. */
+  /** Nesting of fields; introspection (`__schema`, `__type` and below) is measured on its own. */
   depth: number;
   /** Estimated cost: every field costs 1, times the page sizes (`first`) of the lists it sits in. */
   cost: number;
@@ -40,11 +40,21 @@ export interface OperationLimits {
 /** Page size assumed for a list field that takes `first` but was not given one (the API's default page). */
 export const DEFAULT_LIST_SIZE = 20;
 
+/**
+ * Introspection lists nested in one another (`types { fields { args } }` is 3, what GraphiQL and code generators
+ * ask). Each level multiplies the answer by the size of the schema, and `type { fields { type { fields … } } }`
+ * would do so without end, so deeper nesting is refused whatever the other limits say.
+ */
+export const MAX_INTROSPECTION_LISTS = 3;
+const INTROSPECTION_LISTS = new Set(['types', 'fields', 'inputFields', 'interfaces', 'possibleTypes', 'enumValues', 'args', 'directives']);
+
 export interface OperationMeasure {
   rootFields: number;
   aliases: number;
   depth: number;
   cost: number;
+  /** Introspection lists nested in one another (see MAX_INTROSPECTION_LISTS). */
+  introspection: number;
 }
 
 export interface RootField {
@@ -84,7 +94,7 @@ export function countTokens(source: string, max: number): number | null {
 }
 
 type Subtree = Omit<OperationMeasure, 'rootFields'>;
-const ZERO: Subtree = { aliases: 0, depth: 0, cost: 0 };
+const ZERO: Subtree = { aliases: 0, depth: 0, cost: 0, introspection: 0 };
 
 /**
  * Measures the operation `operationName` selects in a parsed document (null when it selects none). The schema gives
@@ -112,51 +122,60 @@ export function inspectOperation(
   const memo = new Map<string, Subtree>();
   const inProgress = new Set<string>();
 
-  const measureFragment = (name: string): Subtree => {
-    const known = memo.get(name);
+  // Inside introspection a fragment is measured differently (lists nesting, not depth and cost): memo per mode.
+  const measureFragment = (name: string, introspecting: boolean): Subtree => {
+    const key = `${introspecting ? 'i' : 'o'}:${name}`;
+    const known = memo.get(key);
     if (known) return known;
     const fragment = fragments.get(name);
     // An unknown fragment or a cycle is a validation error; it adds nothing here.
-    if (!fragment || inProgress.has(name)) return ZERO;
-    inProgress.add(name);
-    const result = measureSelections(fragment.selectionSet, schema.getType(fragment.typeCondition.name.value) ?? undefined);
-    inProgress.delete(name);
-    memo.set(name, result);
+    if (!fragment || inProgress.has(key)) return ZERO;
+    inProgress.add(key);
+    const result = measureSelections(fragment.selectionSet, schema.getType(fragment.typeCondition.name.value) ?? undefined, introspecting);
+    inProgress.delete(key);
+    memo.set(key, result);
     return result;
   };
 
-  function measureSelections(set: SelectionSetNode, parent: GraphQLNamedType | undefined): Subtree {
-    const total = { aliases: 0, depth: 0, cost: 0 };
+  function measureSelections(set: SelectionSetNode, parent: GraphQLNamedType | undefined, introspecting: boolean): Subtree {
+    const total = { ...ZERO };
     const add = (m: Subtree) => {
       total.aliases += m.aliases;
       total.depth = Math.max(total.depth, m.depth);
       total.cost += m.cost;
+      total.introspection = Math.max(total.introspection, m.introspection);
     };
     for (const selection of set.selections) {
       switch (selection.kind) {
         case Kind.FIELD:
-          add(measureField(selection, parent));
+          add(measureField(selection, parent, introspecting));
           break;
         case Kind.FRAGMENT_SPREAD:
-          add(measureFragment(selection.name.value));
+          add(measureFragment(selection.name.value, introspecting));
           break;
-        case Kind.INLINE_FRAGMENT:
-          add(measureSelections(selection.selectionSet, selection.typeCondition ? (schema.getType(selection.typeCondition.name.value) ?? undefined) : parent));
+        case Kind.INLINE_FRAGMENT: {
+          const type = selection.typeCondition ? (schema.getType(selection.typeCondition.name.value) ?? undefined) : parent;
+          add(measureSelections(selection.selectionSet, type, introspecting));
           break;
+        }
       }
     }
     return total;
   }
 
-  function measureField(node: FieldNode, parent: GraphQLNamedType | undefined): Subtree {
+  function measureField(node: FieldNode, parent: GraphQLNamedType | undefined, introspecting: boolean): Subtree {
     const name = node.name.value;
     const aliases = node.alias ? 1 : 0;
-    // Introspection is answered by the gateway itself and bounded by the schema; __typename costs nothing.
-    if (name.startsWith('__')) return { aliases, depth: 0, cost: 0 };
+    if (name === '__typename') return { ...ZERO, aliases };
+    // Introspection is answered by the gateway from the schema: its size is bounded by how its lists nest.
+    if (introspecting || name === '__schema' || name === '__type') {
+      const child = node.selectionSet ? measureSelections(node.selectionSet, undefined, true) : ZERO;
+      return { ...ZERO, aliases: aliases + child.aliases, introspection: (INTROSPECTION_LISTS.has(name) ? 1 : 0) + child.introspection };
+    }
     const field = parent && (isObjectType(parent) || isInterfaceType(parent)) ? parent.getFields()[name] : undefined;
     const size = listSize(node, field, variableValues);
-    const child = node.selectionSet ? measureSelections(node.selectionSet, field ? getNamedType(field.type) : undefined) : ZERO;
-    return { aliases: aliases + child.aliases, depth: 1 + child.depth, cost: size * (1 + child.cost) };
+    const child = node.selectionSet ? measureSelections(node.selectionSet, field ? getNamedType(field.type) : undefined, false) : ZERO;
+    return { aliases: aliases + child.aliases, depth: 1 + child.depth, cost: size * (1 + child.cost), introspection: child.introspection };
   }
 
   const rootType = operation.operation === 'query' ? schema.getQueryType() : operation.operation === 'mutation' ? schema.getMutationType() : schema.getSubscriptionType();
@@ -166,7 +185,7 @@ export function inspectOperation(
     operationType: operation.operation as InspectedOperation['operationType'],
     operationName: operation.name?.value ?? null,
     rootFields,
-    measure: { rootFields: rootFields.length, ...measureSelections(operation.selectionSet, rootType ?? undefined) },
+    measure: { rootFields: rootFields.length, ...measureSelections(operation.selectionSet, rootType ?? undefined, false) },
   };
 }
 
@@ -198,16 +217,11 @@ function listSize(node: FieldNode, field: GraphQLField<unknown, unknown> | undef
   return field?.args.some((a) => a.name === 'first') ? DEFAULT_LIST_SIZE : 1;
 }
 
+/** A numeric literal or a variable's value; anything else is not a list size. */
 function literal(node: ValueNode, variables: Map<string, unknown>): unknown {
-  switch (node.kind) {
-    case Kind.INT:
-    case Kind.FLOAT:
-      return Number(node.value);
-    case Kind.VARIABLE:
-      return variables.get(node.name.value);
-    default:
-      return undefined;
-  }
+  if (node.kind === Kind.INT || node.kind === Kind.FLOAT) return Number(node.value);
+  if (node.kind === Kind.VARIABLE) return variables.get(node.name.value);
+  return undefined;
 }
 
 /** The first limit the operation goes beyond, in the order a client can best act on; undefined when within all. */
@@ -217,6 +231,7 @@ export function checkOperationLimits(measure: OperationMeasure, limits: Operatio
     ['aliases', measure.aliases, limits.aliases],
     ['depth', measure.depth, limits.depth],
     ['cost', measure.cost, limits.cost],
+    ['introspection', measure.introspection, MAX_INTROSPECTION_LISTS],
   ];
   for (const [limit, actual, max] of checks) if (actual > max) return { limit, max, actual };
   return undefined;
@@ -228,6 +243,7 @@ const DESCRIPTIONS: Record<OperationLimitName, string> = {
   aliases: 'The operation uses too many aliases',
   depth: 'The operation nests too deeply',
   cost: 'The operation would cost too much (lower the page sizes or split it)',
+  introspection: 'The introspection query nests its lists too deeply',
   batch: 'Batched requests are not accepted: send one operation per request',
   bodyBytes: 'The request body is too large',
 };

@@ -23,18 +23,18 @@ export interface DatasetServiceOptions {
 
 export const UPLOAD_CONTENT_TYPES = ['image/png', 'image/jpeg', 'image/tiff', 'application/octet-stream', 'application/onnx'] as const;
 
-interface Actor {
+export interface Actor {
   tenant: string;
   subject: string;
 }
 
-interface StoredFile {
+export interface StoredFile {
   key: string;
   sha256: string;
   size: number;
 }
 
-interface PreparedItem {
+export interface PreparedItem {
   before: StoredFile;
   after: StoredFile;
   label: StoredFile | null;

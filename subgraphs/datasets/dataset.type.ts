@@ -1,3 +1,4 @@
+import { GraphQLJSON } from 'graphql-scalars';
 import { Directive, Field, ID, Int, ObjectType } from 'type-graphql';
 import { Connection } from '../../lib/graphql/connection.js';
 import type { DatasetEntity } from './dataset.entity.js';
@@ -88,6 +89,9 @@ export class DatasetVersion {
   @Field({ description: 'Object key of the JSON manifest the id hashes' })
   manifestKey!: string;
 
+  @Field(() => GraphQLJSON, { nullable: true, description: 'Generator and parameters when the synthetic generator made the version' })
+  synthetic!: Record<string, unknown> | null;
+
   @Field()
   createdBy!: string;
 
@@ -120,6 +124,7 @@ export function toDatasetVersion(e: DatasetVersionEntity): DatasetVersion {
     labelledCount: e.labelledCount,
     totalBytes: e.totalBytes,
     manifestKey: e.manifestKey,
+    synthetic: e.synthetic,
     createdBy: e.createdBy,
     createdAt: e.createdAt,
   });

@@ -13,6 +13,7 @@ export const datasetsPermissions: IRules = {
     createUpload: isAnalyst,
     createDataset: isMlEngineer,
     createDatasetVersion: isMlEngineer,
+    createSyntheticDatasetVersion: isMlEngineer,
   },
   Dataset: canRead,
   DatasetVersion: canRead,

@@ -13,10 +13,15 @@ import { Migration0001Initial } from './migrations/0001-initial.js';
 import { UploadEntity } from './upload.entity.js';
 import type { DatasetsConfig } from './config.js';
 import { datasetsPermissions } from './permissions.js';
+import { serveUploadResolution } from './upload-resolution.rpc.js';
+import { SyntheticDatasetResolver } from './synthetic-dataset.resolver.js';
+import { SyntheticDatasetService } from './synthetic-dataset.service.js';
+import { serveVersionResolution } from './version-resolution.rpc.js';
 
 export interface DatasetsDeps {
   service: DatasetService;
   repository: DatasetRepository;
+  synthetic: SyntheticDatasetService;
 }
 
 /** Entities reached from another subgraph: a record of another tenant resolves to null (reads as not found). */
@@ -52,13 +57,32 @@ export function datasetsSubgraph(config: DatasetsConfig): SubgraphDefinition<Dat
         maxItemsPerVersion: config.MAX_ITEMS_PER_VERSION,
         imageLimits: { maxPixels: config.MAX_IMAGE_PIXELS, maxSide: 65_536 },
       });
-      return { service, repository };
+      const synthetic = new SyntheticDatasetService(repository, service, {
+        python: config.LCD_PYTHON,
+        maxPairs: config.SYNTHETIC_MAX_PAIRS,
+        maxPixels: config.SYNTHETIC_MAX_PIXELS,
+        timeoutMs: config.SYNTHETIC_TIMEOUT_SECONDS * 1000,
+      });
+      return { service, repository, synthetic };
+    },
+    // The jobs and models subgraphs resolve upload ids to object keys over RabbitMQ (`datasets.resolve-uploads`); the
+    // models subgraph resolves dataset versions to their manifests (`datasets.resolve-version`).
+    async background(deps, ctx) {
+      const stopUploads = await serveUploadResolution(deps, ctx);
+      const stopVersions = await serveVersionResolution(deps, ctx, config.DATASET_VERSION_RESOLUTION_QUEUE).catch(async (error: unknown) => {
+        await stopUploads();
+        throw error;
+      });
+      return async () => {
+        await stopVersions();
+        await stopUploads();
+      };
     },
     schema: (deps) =>
       buildFederatedSchema({
-        resolvers: [DatasetResolver, DatasetVersionResolver, UploadResolver],
+        resolvers: [DatasetResolver, DatasetVersionResolver, UploadResolver, SyntheticDatasetResolver],
         referenceResolvers,
-        container: containerOf([deps.service, deps.repository]),
+        container: containerOf([deps.service, deps.repository, deps.synthetic]),
       }),
   };
 }

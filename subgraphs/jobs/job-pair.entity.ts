@@ -1,6 +1,6 @@
 import { Entity, Enum, ManyToOne, OptionalProps, PrimaryKey, Property, Unique, type Rel } from '@mikro-orm/core';
 import { randomUUID } from 'node:crypto';
-import { JobPairStatus, type ChangeStatistics, type PairResultKeys } from './job.contracts.js';
+import { JobPairStatus, type ChangeStatistics, type PairResultDetails, type PairResultKeys } from './job.contracts.js';
 import { JobEntity } from './job.entity.js';
 
 @Entity({ tableName: 'job_pair' })
@@ -19,7 +19,9 @@ export class JobPairEntity {
     | 'height'
     | 'modelVersionId'
     | 'startedAt'
-    | 'finishedAt';
+    | 'finishedAt'
+    | 'errorCode'
+    | 'details';
 
   @PrimaryKey({ type: 'uuid' })
   id: string = randomUUID();
@@ -52,11 +54,19 @@ export class JobPairEntity {
   @Property({ type: 'text', nullable: true })
   error: string | null = null;
 
+  /** Stable code of the error (`BEFORE_NOT_AN_IMAGE`, `SIZE_MISMATCH`, …; see workers/inference/contracts.ts). */
+  @Property({ type: 'text', nullable: true })
+  errorCode: string | null = null;
+
   @Property({ type: 'json', nullable: true })
   resultKeys: PairResultKeys | null = null;
 
   @Property({ type: 'json', nullable: true })
   stats: ChangeStatistics | null = null;
+
+  /** Georeferencing, threshold and timings of the result. */
+  @Property({ type: 'json', nullable: true })
+  details: PairResultDetails | null = null;
 
   @Property({ type: 'integer', nullable: true })
   width: number | null = null;

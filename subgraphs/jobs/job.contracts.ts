@@ -1,4 +1,5 @@
-// The states of the jobs domain, shared by the entities, the GraphQL types and (later) the messages workers send.
+// The states of the jobs domain, shared by the entities and the GraphQL types; the messages workers send are in
+// workers/inference/contracts.ts.
 
 export enum JobKind {
   /** detectChanges: one pair, answered within the request. */
@@ -35,13 +36,26 @@ export interface PairResultKeys {
   probability?: string;
   polygons?: string;
   stats?: string;
+  maskGeoTiff?: string;
+  probabilityGeoTiff?: string;
+  drift?: string;
   [output: string]: string | undefined;
+}
+
+/** What else a result says, beside its keys and stats. */
+export interface PairResultDetails {
+  georeferenced: boolean;
+  crs: { epsg: number | null; kind: string; name: string } | null;
+  threshold: number;
+  tiles: number;
+  timings: Record<string, number>;
 }
 
 export interface ChangeStatistics {
   changedPixels?: number;
   changedFraction?: number;
   regions?: number;
-  areaSquareMeters?: number;
-  areaHectares?: number;
+  /** Null when the images are not georeferenced (or their units are unknown). */
+  areaSquareMeters?: number | null;
+  areaHectares?: number | null;
 }

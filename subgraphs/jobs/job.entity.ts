@@ -23,7 +23,9 @@ export class JobEntity {
     | 'createdAt'
     | 'updatedAt'
     | 'startedAt'
-    | 'finishedAt';
+    | 'finishedAt'
+    | 'dispatchedAt'
+    | 'eventSequence';
 
   @PrimaryKey({ type: 'uuid' })
   id: string = randomUUID();
@@ -85,4 +87,12 @@ export class JobEntity {
 
   @Property({ type: 'timestamptz', nullable: true })
   finishedAt: Date | null = null;
+
+  /** When the pair messages of a batch job were all sent; null until then (a job to dispatch again). */
+  @Property({ type: 'timestamptz', nullable: true })
+  dispatchedAt: Date | null = null;
+
+  /** Counts the job's changes; carried by its progress events so that subscribers can drop stale ones. */
+  @Property({ type: 'integer' })
+  eventSequence: number = 0;
 }

@@ -1,6 +1,6 @@
 import { LockMode, type EntityManager, type FilterQuery } from '@mikro-orm/core';
 import { paginate } from '../../lib/graphql/connection.js';
-import { JobPairStatus, type JobKind, type JobStatus } from './job.contracts.js';
+import { JobKind, JobPairStatus, JobStatus } from './job.contracts.js';
 import { JobEntity } from './job.entity.js';
 import { JobPairEntity } from './job-pair.entity.js';
 
@@ -55,6 +55,46 @@ export class JobRepository {
       { orderBy: { index: 'asc' }, limit: args.first + 1 },
     );
     return { pairs: rows.slice(0, args.first), hasNextPage: rows.length > args.first };
+  }
+
+  /** Updates a pair that is still RUNNING; returns how many rows changed (0 or 1). */
+  updateRunningPair(em: EntityManager, jobId: string, index: number, changes: Partial<JobPairEntity>) {
+    return em.nativeUpdate(JobPairEntity, { job: jobId, index, status: JobPairStatus.RUNNING }, changes);
+  }
+
+  /** Updates a job that is still RUNNING; returns how many rows changed (0 or 1). */
+  updateRunningJob(em: EntityManager, tenant: string, id: string, changes: Partial<JobEntity>) {
+    return em.nativeUpdate(JobEntity, { id, tenant, status: JobStatus.RUNNING }, { ...changes, updatedAt: new Date() });
+  }
+
+  markDispatched(em: EntityManager, tenant: string, id: string, at: Date) {
+    return em.nativeUpdate(JobEntity, { id, tenant, dispatchedAt: null }, { dispatchedAt: at });
+  }
+
+  /** Batch jobs whose pair messages were not all sent (the process stopped half-way), created before `before`. */
+  findUndispatched(em: EntityManager, before: Date, limit: number) {
+    return em.find(
+      JobEntity,
+      { kind: JobKind.BATCH, dispatchedAt: null, status: { $in: [JobStatus.QUEUED, JobStatus.RUNNING] }, createdAt: { $lt: before } },
+      { orderBy: { createdAt: 'asc' }, limit },
+    );
+  }
+
+  /** Pairs still waiting for a worker, in index order. */
+  findOpenPairs(em: EntityManager, tenant: string, jobId: string) {
+    return em.find(
+      JobPairEntity,
+      { job: { id: jobId, tenant }, status: { $in: [JobPairStatus.QUEUED, JobPairStatus.RUNNING] } },
+      { orderBy: { index: 'asc' } },
+    );
+  }
+
+  /** Jobs by kind and status across tenants (for the job-state metric). */
+  async countByState(em: EntityManager): Promise<{ kind: string; status: string; count: number }[]> {
+    const rows = await em.getConnection().execute<{ kind: string; status: string; count: string | number }[]>(
+      'select "kind", "status", count(*) as "count" from "jobs"."job" group by "kind", "status"',
+    );
+    return rows.map((r: { kind: string; status: string; count: string | number }) => ({ kind: r.kind, status: r.status, count: Number(r.count) }));
   }
 
   /** Cancels every pair not finished yet; call with the job locked. */

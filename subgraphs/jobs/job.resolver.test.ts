@@ -39,7 +39,7 @@ describe('schema', () => {
     expect(sdl).toMatch(/jobs\((?=[^)]*filter: JobFilter)(?=[^)]*first: Int)(?=[^)]*after: String)[^)]*\): JobConnection!/);
     expect(sdl).toContain('job(id: ID!): Job!');
     expect(sdl).toMatch(/pairs\( first: Int after: String \): JobPairConnection!/);
-    expect(sdl).toContain('type JobPair { index: Int! status: JobPairStatus! attempts: Int! error: String stats: ChangeStats width: Int height: Int }');
+    expect(sdl).toContain('type JobPair { index: Int! status: JobPairStatus! attempts: Int! error: String errorCode: String stats: ChangeStats width: Int height: Int result: ChangeResult }');
   });
 });
 

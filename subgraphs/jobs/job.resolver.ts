@@ -44,7 +44,7 @@ export class JobResolver {
     const first = checkPageSize(page.first);
     const afterIndex = page.after ? decodeIndexCursor(page.after) : -1;
     const { pairs, hasNextPage } = await this.repository.pagePairs(ctx.em, ctx.identity.tenant, job.id, { first, afterIndex });
-    const edges = pairs.map((pair) => ({ node: toJobPair(pair), cursor: encodeIndexCursor(pair.index) }));
+    const edges = pairs.map((pair) => ({ node: toJobPair(pair, job.id), cursor: encodeIndexCursor(pair.index) }));
     const pageInfo = Object.assign(new PageInfo(), { hasNextPage, endCursor: edges.at(-1)?.cursor ?? null });
     return { edges, pageInfo, totalCount: job.pairCount };
   }

@@ -247,3 +247,46 @@ describe('cancelJob', () => {
     expect((await storedJob(job.id)).status).toBe(JobStatus.SUCCEEDED);
   });
 });
+
+describe('change detection bookkeeping', () => {
+  const repository = new JobRepository();
+
+  it('lets an analyst cancel only their own job, an admin any', async () => {
+    const job = await service.createJob(db.fork(), aJob('acme', { pairs: [aPair('acme')] }));
+    expect(await codeOf(service.cancelJob(db.fork(), { tenant: 'acme', subject: 'someone-else' }, job.id))).toBe('FORBIDDEN');
+    expect((await storedJob(job.id)).status).toBe(JobStatus.QUEUED);
+    const cancelled = await service.cancelJob(db.fork(), { tenant: 'acme', subject: 'admin-1', mayCancelOthers: true }, job.id);
+    expect(cancelled.status).toBe(JobStatus.CANCELLED);
+  });
+
+  it('records the error code of a failure, clears it on success, and counts every change in the event sequence', async () => {
+    const job = await service.createJob(db.fork(), aJob('acme', { pairs: [aPair('acme'), aPair('acme')] }));
+    await service.markPairRunning(db.fork(), ref(job, 0));
+    await service.markPairFailed(db.fork(), ref(job, 0), 'before image: not an image', { final: true, code: 'BEFORE_NOT_AN_IMAGE' });
+    // A redelivered report changes nothing, and does not count.
+    const repeat = await service.markPairFailed(db.fork(), ref(job, 0), 'before image: not an image', { final: true, code: 'BEFORE_NOT_AN_IMAGE' });
+    expect(repeat.changed).toBe(false);
+    const details = { georeferenced: true, crs: { epsg: 32633, kind: 'projected', name: 'EPSG:32633' }, threshold: 0.5, tiles: 4, timings: { total: 1 } };
+    await service.markPairSucceeded(db.fork(), ref(job, 1), { ...aResult(job.id, 1), details });
+    const pairs = await db.fork().find(JobPairEntity, { job: job.id }, { orderBy: { index: 'asc' } });
+    expect(pairs.map((p) => [p.status, p.errorCode])).toEqual([
+      [JobPairStatus.FAILED, 'BEFORE_NOT_AN_IMAGE'],
+      [JobPairStatus.SUCCEEDED, null],
+    ]);
+    expect(pairs[1]!.details).toEqual(details);
+    expect(await storedJob(job.id)).toMatchObject({ status: JobStatus.PARTIAL, eventSequence: 3 });
+  });
+
+  it('pins the model version at creation, and tracks which batch jobs still need their messages sent', async () => {
+    const pinned = '7d0f7a5e-0c1b-4c39-9a59-5f6f2f2d1a10';
+    const job = await service.createJob(db.fork(), aJob('acme', { modelVersionId: pinned }));
+    expect((await storedJob(job.id)).modelVersionId).toBe(pinned);
+    const later = new Date(Date.now() + 60_000);
+    expect((await repository.findUndispatched(db.fork(), later, 1000)).map((j) => j.id)).toContain(job.id);
+    await service.markDispatched(db.fork(), 'acme', job.id);
+    expect((await storedJob(job.id)).dispatchedAt).toBeInstanceOf(Date);
+    expect((await repository.findUndispatched(db.fork(), later, 1000)).map((j) => j.id)).not.toContain(job.id);
+    expect((await repository.findOpenPairs(db.fork(), 'acme', job.id)).map((p) => p.index)).toEqual([0, 1, 2]);
+    expect(await codeOf(service.createJob(db.fork(), aJob('acme', { modelVersionId: 'latest' })))).toBe('BAD_USER_INPUT');
+  });
+});

@@ -2,7 +2,7 @@
 // it, and the job status derived from its pairs.
 import { createHash } from 'node:crypto';
 import { UniqueConstraintViolationException, type EntityManager } from '@mikro-orm/core';
-import { badInput, conflict, notFound } from '../../lib/errors.js';
+import { badInput, conflict, forbidden, notFound } from '../../lib/errors.js';
 import { isSha256, isUuid } from '../../lib/ids.js';
 import { InvalidObjectKeyError } from '../../lib/storage/errors.js';
 import { assertValidObjectKey } from '../../lib/storage/object-key.js';
@@ -11,6 +11,7 @@ import {
   JobPairStatus,
   JobStatus,
   type ChangeStatistics,
+  type PairResultDetails,
   type PairResultKeys,
 } from './job.contracts.js';
 import { JobEntity } from './job.entity.js';
@@ -24,6 +25,12 @@ export interface JobServiceOptions {
 export interface Actor {
   tenant: string;
   subject: string;
+}
+
+/** Who cancels: an analyst may cancel their own jobs, an admin any job of the tenant. */
+export interface CancellingActor extends Actor {
+  /** Admins: any job of the tenant. Otherwise only jobs the actor requested. */
+  mayCancelOthers?: boolean;
 }
 
 export interface JobPairInput {
@@ -45,7 +52,16 @@ export interface CreateJobInput {
   datasetVersionId?: string | null;
   /** Scoped to the tenant: the same key with the same input returns the job made first. */
   idempotencyKey?: string | null;
+  /** The model version pinned when the job was submitted (every pair runs on it); not part of the input's identity. */
+  modelVersionId?: string | null;
+  /** A chosen id (a SYNC job's outputs are keyed by it before the record is written). */
+  id?: string;
+  /** SYNC jobs: stored RUNNING with their pair on its first attempt, the work having started already. */
+  startRunning?: boolean;
 }
+
+/** How a SYNC job's one pair ended. */
+export type SyncOutcome = { result: PairResult } | { error: string; code: string };
 
 /** Which pair a worker reports on. */
 export interface PairRef {
@@ -60,6 +76,7 @@ export interface PairResult {
   width?: number | null;
   height?: number | null;
   modelVersionId?: string | null;
+  details?: PairResultDetails | null;
 }
 
 export interface PairUpdate {
@@ -91,7 +108,7 @@ export class JobService {
    * first (even when both requests race), and the key reused for other input is a CONFLICT.
    */
   async createJob(em: EntityManager, input: CreateJobInput): Promise<JobEntity> {
-    this.validate(input);
+    this.checkInput(input);
     const inputHash = hashInput(input);
     const key = input.idempotencyKey ?? null;
     if (key) {
@@ -100,7 +117,11 @@ export class JobService {
     }
     try {
       return await em.transactional(async (tx) => {
+        const now = new Date();
+        const running = input.startRunning === true;
         const job = tx.create(JobEntity, {
+          ...(input.id !== undefined && { id: input.id }),
+          ...(running && { status: JobStatus.RUNNING, startedAt: now }),
           tenant: input.tenant,
           kind: input.kind,
           pairCount: input.pairs.length,
@@ -110,6 +131,7 @@ export class JobService {
           idempotencyKey: key,
           inputHash,
           requestedBy: input.requestedBy,
+          modelVersionId: input.modelVersionId ?? null,
         });
         input.pairs.forEach((pair, index) =>
           tx.create(JobPairEntity, {
@@ -119,6 +141,7 @@ export class JobService {
             afterKey: pair.afterKey,
             beforeUploadId: pair.beforeUploadId ?? null,
             afterUploadId: pair.afterUploadId ?? null,
+            ...(running && { status: JobPairStatus.RUNNING, attempts: 1, startedAt: now }),
           }),
         );
         return job;
@@ -167,6 +190,8 @@ export class JobService {
       }
       pair.status = JobPairStatus.SUCCEEDED;
       pair.error = null;
+      pair.errorCode = null;
+      pair.details = result.details ?? null;
       pair.resultKeys = result.resultKeys;
       pair.stats = result.stats ?? null;
       pair.width = result.width ?? null;
@@ -185,11 +210,12 @@ export class JobService {
    * Records a failed attempt. Not final: the pair waits for the broker's retry (QUEUED, error kept). Final: the pair
    * is FAILED and counted. A pair already finished stays as it is.
    */
-  markPairFailed(em: EntityManager, ref: PairRef, error: string, options: { final: boolean }): Promise<PairUpdate> {
+  markPairFailed(em: EntityManager, ref: PairRef, error: string, options: { final: boolean; code?: string | null }): Promise<PairUpdate> {
     const message = error.slice(0, ERROR_MAX);
     return this.updatePair(em, ref, (job, pair, now) => {
       if (pair.status !== JobPairStatus.QUEUED && pair.status !== JobPairStatus.RUNNING) return false;
       pair.error = message;
+      pair.errorCode = options.code ?? null;
       pair.startedAt ??= now;
       if (options.final) {
         pair.status = JobPairStatus.FAILED;
@@ -203,11 +229,12 @@ export class JobService {
   }
 
   /** Stops a queued or running job: its unfinished pairs are cancelled; results reported later are ignored. */
-  async cancelJob(em: EntityManager, actor: Actor, id: string): Promise<JobEntity> {
+  async cancelJob(em: EntityManager, actor: CancellingActor, id: string): Promise<JobEntity> {
     if (!isUuid(id)) throw notFound('Job', id);
     return em.transactional(async (tx) => {
       const job = await this.repository.lockJob(tx, actor.tenant, id);
       if (!job) throw notFound('Job', id);
+      if (!actor.mayCancelOthers && job.requestedBy !== actor.subject) throw forbidden('Only an admin may cancel a job someone else started');
       switch (job.status) {
         case JobStatus.CANCELLED:
           return job;
@@ -226,9 +253,48 @@ export class JobService {
       const now = new Date();
       job.status = JobStatus.CANCELLED;
       job.finishedAt = now;
+      job.eventSequence += 1;
       await this.repository.cancelOpenPairs(tx, job.id, now);
       return job;
     });
+  }
+
+  /**
+   * Records how a SYNC job's pair ended, in one transaction of two guarded updates (no locks: the request that made
+   * the job is its only writer). A job cancelled meanwhile stays cancelled.
+   */
+  async completeSyncJob(em: EntityManager, ref: PairRef, outcome: SyncOutcome): Promise<boolean> {
+    if (!isUuid(ref.jobId)) throw notFound('Job', ref.jobId);
+    const now = new Date();
+    return em.transactional(async (tx) => {
+      const succeeded = 'result' in outcome;
+      const pairChanges = succeeded
+        ? {
+            status: JobPairStatus.SUCCEEDED,
+            resultKeys: outcome.result.resultKeys,
+            stats: outcome.result.stats ?? null,
+            width: outcome.result.width ?? null,
+            height: outcome.result.height ?? null,
+            modelVersionId: outcome.result.modelVersionId ?? null,
+            details: outcome.result.details ?? null,
+            finishedAt: now,
+          }
+        : { status: JobPairStatus.FAILED, error: outcome.error.slice(0, ERROR_MAX), errorCode: outcome.code, finishedAt: now };
+      const pairs = await this.repository.updateRunningPair(tx, ref.jobId, ref.index, pairChanges);
+      if (pairs === 0) return false;
+      const jobs = await this.repository.updateRunningJob(tx, ref.tenant, ref.jobId, {
+        status: succeeded ? JobStatus.SUCCEEDED : JobStatus.FAILED,
+        ...(succeeded ? { succeededCount: 1, modelVersionId: outcome.result.modelVersionId ?? null } : { failedCount: 1, error: outcome.error.slice(0, ERROR_MAX) }),
+        finishedAt: now,
+        eventSequence: 1,
+      });
+      return jobs === 1;
+    });
+  }
+
+  /** Records that every pair message of the job was sent. */
+  async markDispatched(em: EntityManager, tenant: string, jobId: string): Promise<void> {
+    await this.repository.markDispatched(em, tenant, jobId, new Date());
   }
 
   /** Applies one report to one pair under the job's row lock, then derives the job's status from its counts. */
@@ -247,12 +313,16 @@ export class JobService {
       if (job.status === JobStatus.CANCELLED) return { job, pair, changed: false };
       const now = new Date();
       const changed = apply(job, pair, now);
-      if (changed) deriveJobStatus(job, pair, now);
+      if (changed) {
+        deriveJobStatus(job, pair, now);
+        job.eventSequence += 1;
+      }
       return { job, pair, changed };
     });
   }
 
-  private validate(input: CreateJobInput): void {
+  /** Checks a job's input without storing anything; createJob runs it too. Throws BAD_USER_INPUT naming the field. */
+  checkInput(input: CreateJobInput): void {
     if (!Object.values(JobKind).includes(input.kind)) throw badInput(`kind must be one of ${Object.values(JobKind).join(', ')}`, 'kind');
     if (!MODEL_NAME.test(input.modelName)) {
       throw badInput('modelName must be 1–100 letters, digits, dots, dashes or underscores', 'modelName');
@@ -264,6 +334,9 @@ export class JobService {
     if (input.datasetVersionId != null && !isSha256(input.datasetVersionId)) {
       throw badInput('datasetVersionId is not a dataset version id', 'datasetVersionId');
     }
+    if (input.modelVersionId != null && !isUuid(input.modelVersionId)) throw badInput('modelVersionId is not a model version id', 'modelVersionId');
+    if (input.id !== undefined && !isUuid(input.id)) throw badInput('id must be a UUID', 'id');
+    if (input.startRunning && input.kind !== JobKind.SYNC) throw badInput('Only a SYNC job starts running', 'kind');
     if (input.idempotencyKey != null && !IDEMPOTENCY_KEY.test(input.idempotencyKey)) {
       throw badInput('idempotencyKey must be 1–200 printable ASCII characters without spaces', 'idempotencyKey');
     }

@@ -1,6 +1,6 @@
 import { Directive, Field, Float, ID, Int, ObjectType, registerEnumType } from 'type-graphql';
 import { Connection } from '../../lib/graphql/connection.js';
-import { JobKind, JobPairStatus, JobStatus } from './job.contracts.js';
+import { JobKind, JobPairStatus, JobStatus, type ChangeStatistics, type PairResultDetails, type PairResultKeys } from './job.contracts.js';
 import type { JobEntity } from './job.entity.js';
 import type { JobPairEntity } from './job-pair.entity.js';
 
@@ -42,8 +42,69 @@ export class ChangeStats {
   areaHectares!: number | null;
 }
 
+@ObjectType({ description: 'Where and how much changed in one pair: signed download URLs of the outputs, and the statistics' })
+export class ChangeResult {
+  @Field(() => ID)
+  jobId!: string;
+
+  @Field(() => Int)
+  pairIndex!: number;
+
+  @Field(() => Int)
+  width!: number;
+
+  @Field(() => Int)
+  height!: number;
+
+  @Field({ description: 'PNG, 8-bit grey: 255 where changed, 0 elsewhere' })
+  maskUrl!: string;
+
+  @Field({ description: 'PNG, 8-bit grey: change probability × 255' })
+  probabilityUrl!: string;
+
+  @Field({ description: 'GeoJSON FeatureCollection of the changed regions (map coordinates when georeferenced, else pixels)' })
+  polygonsUrl!: string;
+
+  @Field(() => String, { nullable: true, description: 'GeoTIFF of the mask in the input grid; only for georeferenced input' })
+  maskGeoTiffUrl!: string | null;
+
+  @Field(() => String, { nullable: true, description: 'GeoTIFF, float32 probability 0–1; only for georeferenced input' })
+  probabilityGeoTiffUrl!: string | null;
+
+  @Field({ description: 'JSON: the statistics, timings and the model version' })
+  statsUrl!: string;
+
+  @Field(() => String, { nullable: true, description: 'JSON: input statistics per band and the embedding summary (drift monitoring)' })
+  driftUrl!: string | null;
+
+  @Field({ description: 'When the signed URLs stop working (ask again for fresh ones)' })
+  urlsExpireAt!: Date;
+
+  @Field({ description: 'Whether the input carried a CRS and geotransform (GeoTIFF)' })
+  georeferenced!: boolean;
+
+  @Field(() => String, { nullable: true, description: 'e.g. EPSG:32633, when georeferenced' })
+  crs!: string | null;
+
+  @Field(() => Float, { nullable: true, description: 'Probability above which a pixel counts as changed' })
+  threshold!: number | null;
+
+  @Field(() => ChangeStats)
+  stats!: ChangeStats;
+
+  @Field(() => ModelVersionRef, { nullable: true, description: 'The model version that produced this result' })
+  modelVersion!: ModelVersionRef | null;
+}
+
 @ObjectType({ description: 'One before/after pair of a job and its outcome' })
 export class JobPair {
+  /** Not in the schema: what the result field is made from. */
+  jobId!: string;
+  resultKeys!: PairResultKeys | null;
+  rawStats!: ChangeStatistics | null;
+  details!: PairResultDetails | null;
+  modelVersionId!: string | null;
+
   @Field(() => Int)
   index!: number;
 
@@ -53,8 +114,11 @@ export class JobPair {
   @Field(() => Int, { description: 'Deliveries to a worker so far' })
   attempts!: number;
 
-  @Field(() => String, { nullable: true })
+  @Field(() => String, { nullable: true, description: 'Why the pair failed (or why its last attempt did, while it is retried)' })
   error!: string | null;
+
+  @Field(() => String, { nullable: true, description: 'Stable code of the error: BEFORE_NOT_AN_IMAGE, SIZE_MISMATCH, BAND_COUNT, …' })
+  errorCode!: string | null;
 
   @Field(() => ChangeStats, { nullable: true })
   stats!: ChangeStats | null;
@@ -142,13 +206,19 @@ export function toJob(e: JobEntity): Job {
   });
 }
 
-export function toJobPair(e: JobPairEntity): JobPair {
+export function toJobPair(e: JobPairEntity, jobId: string): JobPair {
   const stats = e.stats;
   return Object.assign(new JobPair(), {
+    jobId,
+    resultKeys: e.resultKeys,
+    rawStats: e.stats,
+    details: e.details,
+    modelVersionId: e.modelVersionId,
     index: e.index,
     status: e.status,
     attempts: e.attempts,
     error: e.error,
+    errorCode: e.errorCode,
     stats: stats
       ? Object.assign(new ChangeStats(), {
           changedPixels: stats.changedPixels ?? null,

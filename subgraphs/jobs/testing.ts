@@ -6,11 +6,12 @@ import { pino } from 'pino';
 import { testDatabaseUrl } from '../../test/support/test-database.js';
 import { openDatabase, type Database } from '../../lib/db.js';
 import type { RequestContext } from '../../lib/graphql/subgraph.js';
+import { loadJobsConfig } from './config.js';
 import { JobKind } from './job.contracts.js';
 import type { CreateJobInput, JobPairInput } from './job.service.js';
 import { jobsSubgraph } from './schema.js';
 
-export const jobsDefinition = jobsSubgraph({ JOBS_PORT: 0, MAX_PAIRS_PER_JOB: 50 });
+export const jobsDefinition = jobsSubgraph(loadJobsConfig({ JOBS_PORT: '0', MAX_PAIRS_PER_JOB: '50' }));
 
 /** PGlite in memory, or a fresh PostgreSQL database when TEST_DATABASE_URL is set; `close` drops it. */
 export async function openJobsDatabase(): Promise<{ db: Database; close(): Promise<void> }> {

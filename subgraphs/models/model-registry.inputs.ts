@@ -1,4 +1,5 @@
-import { ArgsType, Field, Int } from 'type-graphql';
+import { GraphQLJSON } from 'graphql-scalars';
+import { ArgsType, Field, ID, InputType, Int } from 'type-graphql';
 import { badInput } from '../../lib/errors.js';
 import {
   CONTRACT_INPUTS,
@@ -22,6 +23,33 @@ export class PageArgs {
 export class TrainingRunsArgs extends PageArgs {
   @Field(() => String, { nullable: true, description: 'Only runs training this registered model' })
   modelName?: string | null;
+}
+
+@InputType({ description: 'A training run of a model on a dataset version' })
+export class StartTrainingInput {
+  @Field(() => ID, { description: 'The dataset version to train on (pairs with binary labels)' })
+  datasetVersionId!: string;
+
+  @Field({ description: 'Registered model the run trains (created with its first version)' })
+  modelName!: string;
+
+  @Field(() => GraphQLJSON, {
+    description:
+      'Trainer settings: epochs, baseWidth, batchSize, learningRate, seed, tileSize, threshold, valFraction, … (see training/README.md); timeLimitSeconds bounds the run',
+  })
+  config!: Record<string, unknown>;
+
+  @Field(() => String, { nullable: true, description: 'Repeating a start with the same key returns the run the first one made' })
+  idempotencyKey?: string | null;
+}
+
+@InputType({ description: 'Your own ONNX file, uploaded with createUpload, as a new version of a model' })
+export class RegisterModelVersionInput {
+  @Field()
+  modelName!: string;
+
+  @Field(() => ID)
+  uploadId!: string;
 }
 
 /** What the training service knows when it queues a run. */

@@ -4,7 +4,8 @@ import type { SqlEntityManager } from '@mikro-orm/postgresql';
 import { badInput } from '../../lib/errors.js';
 import { decodeCursor, paginate } from '../../lib/graphql/connection.js';
 import { isUuid } from '../../lib/ids.js';
-import { ModelStage, PLATFORM_TENANT } from './models.contracts.js';
+import { ModelStage, PLATFORM_TENANT, TrainingRunStatus } from './models.contracts.js';
+import { ModelStageChangeEntity } from './model-stage-change.entity.js';
 import type { MetricInput } from './model-registry.inputs.js';
 import { ModelVersionEntity } from './model-version.entity.js';
 import { RegisteredModelEntity } from './registered-model.entity.js';
@@ -123,6 +124,39 @@ export class ModelRegistryRepository {
       { registeredModel: registeredModelId, tenant: { $in: visibleTenants(tenant) }, stage: ModelStage.PRODUCTION },
       { refresh: options.refresh ?? false },
     );
+  }
+
+  /** Versions of the model holding these exact bytes, oldest first. */
+  findVersionsBySha256(em: EntityManager, tenant: string, registeredModelId: string, sha256: string) {
+    return em.find(ModelVersionEntity, { registeredModel: registeredModelId, tenant, sha256 }, { orderBy: { version: 'asc' } });
+  }
+
+  /** The model's stage history, newest first. */
+  stageHistory(em: EntityManager, tenant: string, registeredModelId: string, limit = 100) {
+    return em.find(
+      ModelStageChangeEntity,
+      { registeredModel: registeredModelId, tenant: { $in: visibleTenants(tenant) } },
+      { orderBy: { changedAt: 'desc', id: 'desc' }, limit, populate: ['modelVersion'] },
+    );
+  }
+
+  /** Runs queued whose request never reached the training queue (the broker was down when they were started). */
+  findUndispatchedRuns(em: EntityManager, createdBefore: Date, limit = 50) {
+    return em.find(
+      TrainingRunEntity,
+      { status: TrainingRunStatus.QUEUED, dispatchedAt: null, request: { $ne: null }, createdAt: { $lt: createdBefore } },
+      { orderBy: { createdAt: 'asc' }, limit },
+    );
+  }
+
+  /** Marks the run's request as being sent; false when another replica did first. */
+  async claimDispatch(em: EntityManager, runId: string, at: Date): Promise<boolean> {
+    const updated = await em.nativeUpdate(TrainingRunEntity, { id: runId, dispatchedAt: null }, { dispatchedAt: at });
+    return updated > 0;
+  }
+
+  async releaseDispatch(em: EntityManager, runId: string): Promise<void> {
+    await em.nativeUpdate(TrainingRunEntity, { id: runId }, { dispatchedAt: null });
   }
 }
 

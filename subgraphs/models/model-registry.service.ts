@@ -18,12 +18,19 @@ import {
 } from './model-registry.inputs.js';
 import { ModelRegistryRepository } from './model-registry.repository.js';
 import { ModelVersionEntity } from './model-version.entity.js';
+import { ModelStageChangeEntity } from './model-stage-change.entity.js';
+import { stageEvent, type EventPublisher } from './model-events.js';
+import { appendEvents } from '../../lib/events/event-log.js';
 import { TrainingRunEntity } from './training-run.entity.js';
 
 export const MAX_METRICS_PER_CALL = 1000;
 
 export class ModelRegistryService {
-  constructor(private readonly repository: ModelRegistryRepository) {}
+  constructor(
+    private readonly repository: ModelRegistryRepository,
+    /** Publishes appended events right after their transaction commits (they are published within a second anyway). */
+    private readonly events?: EventPublisher,
+  ) {}
 
   async getTrainingRun(em: EntityManager, tenant: string, id: string): Promise<TrainingRunEntity> {
     const run = isUuid(id) ? await this.repository.findRun(em, tenant, id) : null;
@@ -153,32 +160,71 @@ export class ModelRegistryService {
 
   /**
    * Moves a version of the tenant's own to `stage`. Promoting to PRODUCTION archives the version that held it in the
-   * same transaction, so readers see either the old Production version or the new one, never none or two.
+   * same transaction, so readers see either the old Production version or the new one, never none or two. Every
+   * change is recorded in the stage history and appended as a `model.<name>.stage` event in that transaction.
    */
-  async setStage(em: EntityManager, tenant: string, versionId: string, stage: ModelStage): Promise<ModelVersionEntity> {
+  async setStage(em: EntityManager, tenant: string, versionId: string, stage: ModelStage, options: StageChangeOptions = {}): Promise<ModelVersionEntity> {
     if (!(MODEL_STAGES as string[]).includes(stage)) throw badInput(`stage must be one of ${MODEL_STAGES.join(', ')}`, 'stage');
     if (!isUuid(versionId)) throw notFound('ModelVersion', versionId);
-    return em.transactional(async (tx) => {
+    let changed = false;
+    const result = await em.transactional(async (tx) => {
       const found = await this.repository.findOwnVersion(tx, tenant, versionId);
       if (!found) throw notFound('ModelVersion', versionId);
       // Stage changes of one model go one at a time: two promotions at once would each miss the other's version.
-      await this.repository.lockRegisteredModel(tx, tenant, { id: found.registeredModel.id });
+      const model = await this.repository.lockRegisteredModel(tx, tenant, { id: found.registeredModel.id });
       const version = await this.repository.findOwnVersion(tx, tenant, versionId, { refresh: true });
-      if (!version) throw notFound('ModelVersion', versionId);
+      if (!version || !model) throw notFound('ModelVersion', versionId);
       if (version.stage === stage) return version;
+      options.check?.(version);
+      const changes: { version: ModelVersionEntity; from: ModelStage; to: ModelStage }[] = [];
       if (stage === ModelStage.PRODUCTION) {
         const current = await this.repository.productionVersion(tx, tenant, version.registeredModel.id, { refresh: true });
-        if (current) {
+        if (current && current.tenant === tenant) {
           current.stage = ModelStage.ARCHIVED;
+          changes.push({ version: current, from: ModelStage.PRODUCTION, to: ModelStage.ARCHIVED });
           // Flushed on its own: the partial unique index is checked per statement, so the old row must leave first.
           await tx.flush();
         }
       }
+      changes.push({ version, from: version.stage, to: stage });
       version.stage = stage;
       await tx.flush();
+      const changedBy = options.changedBy ?? 'system';
+      const reason = options.reason ?? '';
+      // One millisecond apart, so that the history (newest first) lists the archived version after the promoted one.
+      const at = Date.now();
+      changes.forEach((change, i) => {
+        tx.create(ModelStageChangeEntity, {
+          tenant,
+          registeredModel: model,
+          modelVersion: change.version,
+          fromStage: change.from,
+          toStage: change.to,
+          changedBy,
+          reason,
+          changedAt: new Date(at + i),
+        });
+      });
+      await appendEvents(
+        tx,
+        changes.map((c) =>
+          stageEvent({ modelName: model.name, versionId: c.version.id, stage: c.to, tenant, previousStage: c.from, version: c.version.version, changedBy, reason }),
+        ),
+      );
+      changed = true;
       return version;
     });
+    if (changed) this.events?.kick();
+    return result;
   }
+}
+
+export interface StageChangeOptions {
+  /** Subject or component making the change; kept in the stage history. */
+  changedBy?: string;
+  reason?: string;
+  /** Runs under the model's lock before anything changes (e.g. a role check that depends on the current stage). */
+  check?: (version: ModelVersionEntity) => void;
 }
 
 function sameRun(run: TrainingRunEntity, modelName: string, datasetVersionId: string): TrainingRunEntity {

@@ -6,6 +6,7 @@ import {
   ModelStage,
   type EvaluationMetrics,
   type ModelContract,
+  type GateDecision,
   type ModelVersionSource,
 } from './models.contracts.js';
 import { RegisteredModelEntity } from './registered-model.entity.js';
@@ -25,7 +26,7 @@ import { TrainingRunEntity } from './training-run.entity.js';
     'create unique index "model_version_one_production_unique" on "models"."model_version" ("registered_model_id") where "stage" = \'PRODUCTION\'',
 })
 export class ModelVersionEntity {
-  [OptionalProps]?: 'id' | 'stage' | 'aliases' | 'metrics' | 'trainingRun' | 'createdAt' | 'updatedAt';
+  [OptionalProps]?: 'id' | 'stage' | 'aliases' | 'metrics' | 'trainingRun' | 'createdAt' | 'updatedAt' | 'gate' | 'referenceStatsKey' | 'mlflowVersion';
 
   @PrimaryKey({ type: 'uuid' })
   id: string = randomUUID();
@@ -72,6 +73,18 @@ export class ModelVersionEntity {
 
   @Property({ type: 'text' })
   createdBy!: string;
+
+  /** The evaluation gate's decision, for trained versions. */
+  @Property({ type: 'json', nullable: true })
+  gate: GateDecision | null = null;
+
+  /** Object key of the drift reference statistics computed on the training split. */
+  @Property({ type: 'text', nullable: true })
+  referenceStatsKey: string | null = null;
+
+  /** The mirrored version number in MLflow's registry, when MLFLOW_TRACKING_URI is set. */
+  @Property({ type: 'text', nullable: true })
+  mlflowVersion: string | null = null;
 
   @Property({ type: 'timestamptz' })
   createdAt: Date = new Date();

@@ -1,6 +1,8 @@
-import { Arg, Args, Ctx, FieldResolver, ID, Query, Resolver, Root } from 'type-graphql';
+import { Arg, Args, Ctx, FieldResolver, ID, Mutation, Query, Resolver, Root } from 'type-graphql';
 import type { RequestContext } from '../../lib/graphql/subgraph.js';
-import { PageArgs } from './model-registry.inputs.js';
+import { ModelLifecycleService } from './model-lifecycle.service.js';
+import { PageArgs, RegisterModelVersionInput } from './model-registry.inputs.js';
+import { ModelStage } from './models.contracts.js';
 import { ModelRegistryRepository } from './model-registry.repository.js';
 import { ModelRegistryService } from './model-registry.service.js';
 import {
@@ -8,8 +10,10 @@ import {
   ModelVersionConnection,
   RegisteredModel,
   RegisteredModelConnection,
+  StageChange,
   toModelVersion,
   toRegisteredModel,
+  toStageChange,
 } from './model-version.type.js';
 import { toTrainingRun, TrainingRun } from './training-run.type.js';
 
@@ -18,6 +22,7 @@ export class RegisteredModelResolver {
   constructor(
     private readonly service: ModelRegistryService,
     private readonly repository: ModelRegistryRepository,
+    private readonly lifecycle: ModelLifecycleService,
   ) {}
 
   @Query(() => RegisteredModelConnection, { description: "Your tenant's models and the platform-wide ones, newest first" })
@@ -46,6 +51,16 @@ export class RegisteredModelResolver {
     const production = await this.repository.productionVersion(ctx.em, ctx.identity.tenant, model.id);
     return production ? toModelVersion(production) : null;
   }
+
+  @FieldResolver(() => [StageChange], { description: 'Stage changes of its versions, newest first (at most 100): which version served when' })
+  async stageHistory(@Root() model: RegisteredModel, @Ctx() ctx: RequestContext) {
+    return (await this.repository.stageHistory(ctx.em, ctx.identity.tenant, model.id)).map(toStageChange);
+  }
+
+  @Mutation(() => ModelVersion, { description: 'Restores the version that was in Production before the current one (approver role); returns it' })
+  async rollbackModel(@Arg('name') name: string, @Ctx() ctx: RequestContext) {
+    return toModelVersion(await this.lifecycle.rollback(ctx.em, ctx.identity, name));
+  }
 }
 
 @Resolver(() => ModelVersion)
@@ -53,11 +68,31 @@ export class ModelVersionResolver {
   constructor(
     private readonly service: ModelRegistryService,
     private readonly repository: ModelRegistryRepository,
+    private readonly lifecycle: ModelLifecycleService,
   ) {}
 
   @Query(() => ModelVersion)
   async modelVersion(@Arg('id', () => ID) id: string, @Ctx() ctx: RequestContext) {
     return toModelVersion(await this.service.getModelVersion(ctx.em, ctx.identity.tenant, id));
+  }
+
+  @Mutation(() => ModelVersion, {
+    description: 'Registers your own ONNX file (uploaded with createUpload) as a new version, stage NONE; refused with BAD_USER_INPUT when it breaks the model-file contract',
+  })
+  async registerModelVersion(@Arg('input') input: RegisterModelVersionInput, @Ctx() ctx: RequestContext) {
+    return toModelVersion(await this.lifecycle.registerUploaded(ctx.em, ctx.identity, input));
+  }
+
+  @Mutation(() => ModelVersion, {
+    description: 'Moves a version to a stage: NONE, STAGING or ARCHIVED (ml-engineer), PRODUCTION (approver; archives the previous Production version)',
+  })
+  async transitionModelVersion(
+    @Arg('id', () => ID) id: string,
+    @Arg('stage', () => ModelStage) stage: ModelStage,
+    @Arg('reason', () => String, { nullable: true, description: 'Kept in the stage history' }) reason: string | null | undefined,
+    @Ctx() ctx: RequestContext,
+  ) {
+    return toModelVersion(await this.lifecycle.transition(ctx.em, ctx.identity, id, stage, reason));
   }
 
   @FieldResolver(() => RegisteredModel)

@@ -1,7 +1,15 @@
 import { GraphQLJSON } from 'graphql-scalars';
-import { Directive, Field, ID, Int, ObjectType, registerEnumType } from 'type-graphql';
+import { Directive, Field, Float, ID, Int, ObjectType, registerEnumType } from 'type-graphql';
 import { Connection } from '../../lib/graphql/connection.js';
-import { ModelStage, ModelVersionSource, PLATFORM_TENANT, type EvaluationMetrics, type ModelContract } from './models.contracts.js';
+import {
+  ModelStage,
+  ModelVersionSource,
+  PLATFORM_TENANT,
+  type EvaluationMetrics,
+  type GateDecision as GateDecisionData,
+  type ModelContract,
+} from './models.contracts.js';
+import type { ModelStageChangeEntity } from './model-stage-change.entity.js';
 import type { ModelVersionEntity } from './model-version.entity.js';
 import type { RegisteredModelEntity } from './registered-model.entity.js';
 
@@ -27,6 +35,51 @@ export class RegisteredModel {
 
   @Field()
   createdAt!: Date;
+}
+
+@ObjectType({ description: 'Why a trained version did or did not pass the evaluation gate to STAGING' })
+export class GateDecision {
+  @Field()
+  passed!: boolean;
+
+  @Field(() => [String], { description: 'One line per check' })
+  reasons!: string[];
+
+  @Field(() => GraphQLJSON, { description: 'Minimum value per metric' })
+  thresholds!: Record<string, number>;
+
+  @Field(() => Float, { description: 'Largest allowed drop below the Production version' })
+  maxRegression!: number;
+
+  @Field(() => ID, { nullable: true, description: 'The Production version compared with' })
+  comparedWithVersionId!: string | null;
+
+  @Field()
+  evaluatedAt!: Date;
+}
+
+@ObjectType({ description: 'One stage change of a version: who moved it, when, from where to where' })
+export class StageChange {
+  @Field(() => ID)
+  versionId!: string;
+
+  @Field(() => Int)
+  version!: number;
+
+  @Field(() => ModelStage)
+  fromStage!: ModelStage;
+
+  @Field(() => ModelStage)
+  toStage!: ModelStage;
+
+  @Field()
+  changedBy!: string;
+
+  @Field()
+  reason!: string;
+
+  @Field()
+  changedAt!: Date;
 }
 
 @Directive('@key(fields: "id")')
@@ -68,6 +121,12 @@ export class ModelVersion {
   @Field(() => ModelVersionSource)
   source!: ModelVersionSource;
 
+  @Field(() => GateDecision, { nullable: true, description: "The evaluation gate's decision (trained versions)" })
+  gate!: GateDecision | null;
+
+  @Field(() => String, { nullable: true, description: 'Object key of the drift reference statistics of the training split' })
+  referenceStatsKey!: string | null;
+
   @Field()
   createdBy!: string;
 
@@ -104,7 +163,32 @@ export function toModelVersion(e: ModelVersionEntity): ModelVersion {
     metrics: e.metrics,
     contract: e.contract,
     source: e.source,
+    gate: e.gate ? toGateDecision(e.gate) : null,
+    referenceStatsKey: e.referenceStatsKey,
     createdBy: e.createdBy,
     createdAt: e.createdAt,
+  });
+}
+
+export function toGateDecision(d: GateDecisionData): GateDecision {
+  return Object.assign(new GateDecision(), {
+    passed: d.passed,
+    reasons: d.reasons,
+    thresholds: d.thresholds,
+    maxRegression: d.maxRegression,
+    comparedWithVersionId: d.comparedWith?.versionId ?? null,
+    evaluatedAt: new Date(d.evaluatedAt),
+  });
+}
+
+export function toStageChange(e: ModelStageChangeEntity): StageChange {
+  return Object.assign(new StageChange(), {
+    versionId: e.modelVersion.id,
+    version: e.modelVersion.version,
+    fromStage: e.fromStage,
+    toStage: e.toStage,
+    changedBy: e.changedBy,
+    reason: e.reason,
+    changedAt: e.changedAt,
   });
 }

@@ -68,3 +68,17 @@ export const CONTRACT_OUTPUTS = ['change_logits', 'embedding'] as const;
 
 /** Evaluation metrics of a version by name (iou, f1, precision, recall, …). */
 export type EvaluationMetrics = Record<string, number>;
+
+/** What the evaluation gate decided about a trained version, and why. */
+export interface GateDecision {
+  passed: boolean;
+  /** One line per check, passed or not (e.g. `f1 0.91 ≥ 0.70`). */
+  reasons: string[];
+  /** Minimum value per metric. */
+  thresholds: Record<string, number>;
+  /** Largest allowed drop of a gated metric below the Production version's. */
+  maxRegression: number;
+  /** The Production version compared with, if there was one. */
+  comparedWith: { versionId: string; version: number; metrics: Record<string, number> } | null;
+  evaluatedAt: string;
+}

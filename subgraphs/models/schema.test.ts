@@ -10,6 +10,7 @@ import { ModelRegistryRepository } from './model-registry.repository.js';
 import { ModelRegistryService } from './model-registry.service.js';
 import type { ModelVersionEntity } from './model-version.entity.js';
 import { modelsPermissions } from './permissions.js';
+import type { ModelsDeps } from './schema.js';
 import type { TrainingRunEntity } from './training-run.entity.js';
 import { anUploadedVersion, aRun, executorFor, modelsDefinition, openModelsDatabase } from './testing.js';
 
@@ -29,7 +30,7 @@ let globexRun: TrainingRunEntity;
 
 beforeAll(async () => {
   ({ db, close } = await openModelsDatabase());
-  schema = await modelsDefinition.schema({ service, repository });
+  schema = await modelsDefinition.schema({ service, repository } as unknown as ModelsDeps);
   run = executorFor(schema, db);
   for (const modelName of ['snunet', 'unet', 'snunet', 'unet', 'snunet']) {
     acmeRuns.push(await service.createTrainingRun(db.fork(), aRun('acme', { modelName })));
@@ -98,6 +99,11 @@ describe('models schema', () => {
       'params: JSON!',
       'artifacts: [Artifact!]!',
       'error: String',
+      'errorCode: String',
+      'environment: JSON',
+      'weightsSha256: String',
+      'logKey: String',
+      'cancelRequested: Boolean!',
       'codeVersion: String!',
       'requestedBy: String!',
       'createdAt: DateTimeISO!',
@@ -118,6 +124,7 @@ describe('models schema', () => {
       'versions(first: Int, after: String): ModelVersionConnection!',
       'latestVersion: ModelVersion',
       'productionVersion: ModelVersion',
+      'stageHistory: [StageChange!]!',
     ]);
     expect(fieldsOf('ModelVersion')).toEqual([
       'id: ID!',
@@ -130,6 +137,8 @@ describe('models schema', () => {
       'metrics: JSON!',
       'contract: JSON!',
       'source: ModelVersionSource!',
+      'gate: GateDecision',
+      'referenceStatsKey: String',
       'createdBy: String!',
       'createdAt: DateTimeISO!',
       'registeredModel: RegisteredModel!',

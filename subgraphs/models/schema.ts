@@ -1,24 +1,40 @@
 import type { GraphQLResolverMap } from '@apollo/subgraph/dist/schema-helper/index.js';
+import { ModelEventsResolver } from './model-events.subscription.js';
+import { EVENT_LOG_ENTITIES, EventRelay } from '../../lib/events/event-log.js';
+import { eventLogMigration } from '../../lib/events/event-log.migration.js';
 import { containerOf, buildFederatedSchema, type RequestContext } from '../../lib/graphql/subgraph.js';
 import type { SubgraphDefinition } from '../../lib/graphql/run-subgraph.js';
 import { isUuid } from '../../lib/ids.js';
+import { serviceLogger } from '../../lib/telemetry.js';
 import type { ModelsConfig } from './config.js';
+import { defaultDemoModelDir, ensureDemoModel } from './demo-model.js';
 import { Migration0001Initial } from './migrations/0001-initial.js';
+import { Migration0002TrainingPipeline } from './migrations/0002-training-pipeline.js';
+import { MlflowClient } from './mlflow-client.js';
+import { MlflowMirror, startMlflowMirror } from './mlflow-mirror.js';
+import { ModelLifecycleService } from './model-lifecycle.service.js';
 import { ModelRegistryRepository } from './model-registry.repository.js';
 import { ModelRegistryService } from './model-registry.service.js';
+import { serveModelResolution } from './model-resolution.rpc.js';
+import { ModelStageChangeEntity } from './model-stage-change.entity.js';
 import { ModelVersionEntity } from './model-version.entity.js';
 import { ModelVersionResolver, RegisteredModelResolver } from './model-version.resolver.js';
 import { toModelVersion, toRegisteredModel } from './model-version.type.js';
 import { modelsPermissions } from './permissions.js';
 import { RegisteredModelEntity } from './registered-model.entity.js';
 import { TrainingMetricEntity } from './training-metric.entity.js';
+import { consumeTrainingEvents } from './training-events.consumer.js';
 import { TrainingRunEntity } from './training-run.entity.js';
 import { TrainingRunResolver } from './training-run.resolver.js';
+import { TrainingRunService } from './training-run.service.js';
 import { toTrainingRun } from './training-run.type.js';
 
 export interface ModelsDeps {
   service: ModelRegistryService;
   repository: ModelRegistryRepository;
+  trainingRuns: TrainingRunService;
+  lifecycle: ModelLifecycleService;
+  relay: EventRelay;
 }
 
 /**
@@ -48,22 +64,92 @@ function referenceResolvers(repository: ModelRegistryRepository): GraphQLResolve
   };
 }
 
-export function modelsSubgraph(_config: ModelsConfig): SubgraphDefinition<ModelsDeps> {
+export function modelsSubgraph(config: ModelsConfig): SubgraphDefinition<ModelsDeps> {
+  const log = serviceLogger('models-subgraph');
   return {
     name: 'models',
     dbSchema: 'models',
     permissions: modelsPermissions,
-    entities: [TrainingRunEntity, TrainingMetricEntity, RegisteredModelEntity, ModelVersionEntity],
-    migrations: [{ name: '0001-initial', class: Migration0001Initial }],
-    async setup() {
+    entities: [TrainingRunEntity, TrainingMetricEntity, RegisteredModelEntity, ModelVersionEntity, ModelStageChangeEntity, ...EVENT_LOG_ENTITIES],
+    migrations: [
+      { name: '0001-initial', class: Migration0001Initial },
+      { name: '0002-training-pipeline', class: Migration0002TrainingPipeline },
+      // The outbox of training progress and model stage events (lib/events/event-log.ts).
+      { name: '0003-event-log', class: eventLogMigration('models') },
+    ],
+    async setup({ db, runtime }) {
       const repository = new ModelRegistryRepository();
-      return { service: new ModelRegistryService(repository), repository };
+      const relay = new EventRelay({ fork: db.fork, broker: runtime.broker });
+      const service = new ModelRegistryService(repository, relay);
+      const trainingRuns = new TrainingRunService(repository, service, {
+        broker: runtime.broker,
+        requestsQueue: config.TRAINING_REQUESTS_QUEUE,
+        datasetVersionQueue: config.DATASET_VERSION_RESOLUTION_QUEUE,
+        rpcTimeoutMs: config.MODELS_RPC_TIMEOUT_MS,
+        defaultTimeLimitSeconds: config.TRAINING_TIME_LIMIT_SECONDS,
+        maxTimeLimitSeconds: config.TRAINING_MAX_TIME_LIMIT_SECONDS,
+        codeVersion: config.LCD_CODE_VERSION,
+        gate: { minimums: { f1: config.GATE_MIN_F1, iou: config.GATE_MIN_IOU }, maxRegression: config.GATE_MAX_REGRESSION },
+        events: relay,
+        log,
+      });
+      const lifecycle = new ModelLifecycleService(repository, service, {
+        broker: runtime.broker,
+        store: runtime.store,
+        rpcTimeoutMs: config.MODELS_RPC_TIMEOUT_MS,
+        maxUploadBytes: config.MODEL_MAX_UPLOAD_BYTES,
+      });
+      return { service, repository, trainingRuns, lifecycle, relay };
+    },
+    async background(deps, ctx) {
+      const stops: (() => Promise<void>)[] = [];
+      const stopAll = async () => {
+        for (const stop of stops.reverse()) await stop().catch((error: unknown) => log.warn({ err: error }, 'stopping background work failed'));
+      };
+      try {
+        deps.relay.start();
+        stops.push(() => deps.relay.stop());
+        // Inference workers resolve model versions over RabbitMQ (`models.resolve`), never through this subgraph's tables.
+        stops.push(await serveModelResolution(deps, ctx));
+        stops.push(await consumeTrainingEvents({ trainingRuns: deps.trainingRuns, db: ctx.db, broker: ctx.runtime.broker, log }, { queue: config.TRAINING_EVENTS_QUEUE }));
+        if (config.MLFLOW_TRACKING_URI) {
+          const client = new MlflowClient({
+            trackingUri: config.MLFLOW_TRACKING_URI,
+            token: config.MLFLOW_TRACKING_TOKEN,
+            username: config.MLFLOW_TRACKING_USERNAME,
+            password: config.MLFLOW_TRACKING_PASSWORD,
+            timeoutMs: config.MLFLOW_TIMEOUT_MS,
+          });
+          const mirror = new MlflowMirror(
+            { db: ctx.db, store: ctx.runtime.store, repository: deps.repository, log },
+            { client, experimentPrefix: config.MLFLOW_EXPERIMENT_PREFIX, artifactMaxBytes: config.MLFLOW_ARTIFACT_MAX_BYTES },
+          );
+          stops.push(await startMlflowMirror(mirror, { broker: ctx.runtime.broker, log, queue: config.MLFLOW_MIRROR_QUEUE }));
+        }
+        if (config.DEMO_MODEL === 'true') {
+          const dir = config.DEMO_MODEL_DIR ?? defaultDemoModelDir();
+          if (!dir) log.warn('no demo model found (training/demo-model/model.onnx): none registered');
+          else {
+            // A broken demo model must not keep the registry from starting: it is logged and skipped.
+            try {
+              const demo = await ensureDemoModel(deps, ctx.db, ctx.runtime.store, { name: config.DEMO_MODEL_NAME, dir });
+              log.info({ model: config.DEMO_MODEL_NAME, ...demo }, demo.registered ? 'demo model registered' : 'demo model already registered');
+            } catch (error) {
+              log.error({ err: error, dir }, 'the demo model could not be registered');
+            }
+          }
+        }
+      } catch (error) {
+        await stopAll();
+        throw error;
+      }
+      return stopAll;
     },
     schema: (deps) =>
       buildFederatedSchema({
-        resolvers: [TrainingRunResolver, RegisteredModelResolver, ModelVersionResolver],
+        resolvers: [TrainingRunResolver, RegisteredModelResolver, ModelVersionResolver, ModelEventsResolver],
         referenceResolvers: referenceResolvers(deps.repository),
-        container: containerOf([deps.service, deps.repository]),
+        container: containerOf([deps.service, deps.repository, deps.trainingRuns, deps.lifecycle]),
       }),
   };
 }

@@ -9,9 +9,10 @@ import { openDatabase, type Database } from '../../lib/db.js';
 import type { RequestContext } from '../../lib/graphql/subgraph.js';
 import { ModelVersionSource, type ModelContract } from './models.contracts.js';
 import type { CreateTrainingRunInput, RegisterVersionInput } from './model-registry.inputs.js';
+import { loadModelsConfig } from './config.js';
 import { modelsSubgraph } from './schema.js';
 
-export const modelsDefinition = modelsSubgraph({ MODELS_PORT: 0 });
+export const modelsDefinition = modelsSubgraph(loadModelsConfig({ MODELS_PORT: '0' }));
 
 /** PGlite in memory, or a fresh PostgreSQL database when TEST_DATABASE_URL is set; `close` drops it. */
 export async function openModelsDatabase(): Promise<{ db: Database; close(): Promise<void> }> {

@@ -21,7 +21,15 @@ export class TrainingRunEntity {
     | 'artifacts'
     | 'logKey'
     | 'idempotencyKey'
-    | 'modelVersion';
+    | 'modelVersion'
+    | 'errorCode'
+    | 'environment'
+    | 'weightsSha256'
+    | 'request'
+    | 'dispatchedAt'
+    | 'cancelRequestedAt'
+    | 'attempt'
+    | 'mlflowRunId';
 
   @PrimaryKey({ type: 'uuid' })
   id: string = randomUUID();
@@ -76,6 +84,37 @@ export class TrainingRunEntity {
   /** Client-chosen key: a retried start returns the run it already made. Unique per tenant; NULLs never collide. */
   @Property({ type: 'text', nullable: true })
   idempotencyKey: string | null = null;
+
+  /** Stable code of the failure (`invalid_config`, `time_limit`, `parity_mismatch`, …); the message is in `error`. */
+  @Property({ type: 'text', nullable: true })
+  errorCode: string | null = null;
+
+  /** What the trainer reported about itself: code version, config hash, resolved config, torch, device, threads. */
+  @Property({ type: 'json', nullable: true })
+  environment: Record<string, unknown> | null = null;
+
+  /** sha256 over the trained weights (state dict): equal for reproduced runs. */
+  @Property({ type: 'text', nullable: true })
+  weightsSha256: string | null = null;
+
+  /** The request sent to the training service, kept to send it again when its first sending failed. */
+  @Property({ type: 'json', nullable: true })
+  request: Record<string, unknown> | null = null;
+
+  /** When the request reached the training queue; null while it has not. */
+  @Property({ type: 'timestamptz', nullable: true })
+  dispatchedAt: Date | null = null;
+
+  @Property({ type: 'timestamptz', nullable: true })
+  cancelRequestedAt: Date | null = null;
+
+  /** How many times the training service started the run (more than 1 after a crash of the service). */
+  @Property({ type: 'integer' })
+  attempt: number = 0;
+
+  /** The mirrored run in MLflow, when MLFLOW_TRACKING_URI is set. */
+  @Property({ type: 'text', nullable: true })
+  mlflowRunId: string | null = null;
 
   /** The version this run registered, once it has; a run registers at most one. */
   @OneToOne(() => ModelVersionEntity, { owner: true, nullable: true, deleteRule: 'set null' })

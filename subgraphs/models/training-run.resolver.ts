@@ -1,16 +1,20 @@
-import { Arg, Args, Ctx, FieldResolver, ID, Query, Resolver, Root } from 'type-graphql';
+import { Arg, Args, Ctx, FieldResolver, ID, Mutation, Query, Resolver, Root } from 'type-graphql';
 import type { RequestContext } from '../../lib/graphql/subgraph.js';
-import { TrainingRunsArgs } from './model-registry.inputs.js';
+import { StartTrainingInput, TrainingRunsArgs } from './model-registry.inputs.js';
 import { ModelRegistryRepository } from './model-registry.repository.js';
 import { ModelRegistryService } from './model-registry.service.js';
 import { ModelVersion, toModelVersion } from './model-version.type.js';
+import { TrainingRunService } from './training-run.service.js';
 import { DatasetVersionRef, Metric, toMetric, toTrainingRun, TrainingRun, TrainingRunConnection } from './training-run.type.js';
+
+const actor = (ctx: RequestContext) => ({ tenant: ctx.identity.tenant, subject: ctx.identity.subject });
 
 @Resolver(() => TrainingRun)
 export class TrainingRunResolver {
   constructor(
     private readonly service: ModelRegistryService,
     private readonly repository: ModelRegistryRepository,
+    private readonly runs: TrainingRunService,
   ) {}
 
   @Query(() => TrainingRunConnection, { description: 'Training runs of your tenant, newest first' })
@@ -21,6 +25,18 @@ export class TrainingRunResolver {
   @Query(() => TrainingRun)
   async trainingRun(@Arg('id', () => ID) id: string, @Ctx() ctx: RequestContext) {
     return toTrainingRun(await this.service.getTrainingRun(ctx.em, ctx.identity.tenant, id));
+  }
+
+  @Mutation(() => TrainingRun, {
+    description: 'Queues a training run (QUEUED); the training service runs it, then registers the trained version and applies the evaluation gate',
+  })
+  async startTraining(@Arg('input') input: StartTrainingInput, @Ctx() ctx: RequestContext) {
+    return toTrainingRun(await this.runs.startTraining(ctx.em, actor(ctx), input));
+  }
+
+  @Mutation(() => TrainingRun, { description: 'A queued run is cancelled at once; a running one once its trainer has stopped' })
+  async cancelTraining(@Arg('id', () => ID) id: string, @Ctx() ctx: RequestContext) {
+    return toTrainingRun(await this.runs.cancelTraining(ctx.em, actor(ctx), id));
   }
 
   @FieldResolver(() => [Metric], { description: 'Metric values by name, then step' })

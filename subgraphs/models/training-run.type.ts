@@ -68,8 +68,26 @@ export class TrainingRun {
   @Field(() => [Artifact])
   artifacts!: Artifact[];
 
-  @Field(() => String, { nullable: true, description: 'Why the run failed' })
+  @Field(() => String, { nullable: true, description: 'Why the run failed or was cancelled' })
   error!: string | null;
+
+  @Field(() => String, { nullable: true, description: 'Stable code of the failure: invalid_config, size_mismatch, time_limit, out_of_memory, parity_mismatch, …' })
+  errorCode!: string | null;
+
+  @Field(() => GraphQLJSON, {
+    nullable: true,
+    description: 'What the trainer reported when it started: codeVersion, configHash, resolvedConfig (with defaults), torch, device, threads, python',
+  })
+  environment!: Record<string, unknown> | null;
+
+  @Field(() => String, { nullable: true, description: 'sha256 of the trained weights: equal for runs reproduced on the same data, config and seed (CPU)' })
+  weightsSha256!: string | null;
+
+  @Field(() => String, { nullable: true, description: "Object key of the trainer's log" })
+  logKey!: string | null;
+
+  @Field({ description: 'A cancellation was asked for; the run is CANCELLED once the trainer has stopped' })
+  cancelRequested!: boolean;
 
   @Field({ description: 'Trainer code the run used (commit or image digest)' })
   codeVersion!: string;
@@ -102,6 +120,11 @@ export function toTrainingRun(e: TrainingRunEntity): TrainingRun {
     params: e.params,
     artifacts: e.artifacts.map((a) => Object.assign(new Artifact(), { name: a.name, key: a.key, byteSize: a.byteSize, sha256: a.sha256 })),
     error: e.error,
+    errorCode: e.errorCode,
+    environment: e.environment,
+    weightsSha256: e.weightsSha256,
+    logKey: e.logKey,
+    cancelRequested: e.cancelRequestedAt !== null,
     codeVersion: e.codeVersion,
     requestedBy: e.requestedBy,
     createdAt: e.createdAt,

@@ -1,6 +1,7 @@
 // Owns the reading side of drift monitoring: reports per model version and window, and the alerts they raised.
 import type { EntityManager } from '@mikro-orm/core';
-import { badInput } from '../../lib/errors.js';
+import { badInput, notFound } from '../../lib/errors.js';
+import { isUuid } from '../../lib/ids.js';
 import { checkTimeRange, type Actor } from './audit.service.js';
 import type { DriftAlertEntity } from './drift-alert.entity.js';
 import type { DriftReportEntity } from './drift-report.entity.js';
@@ -15,6 +16,12 @@ export class DriftService {
     if (filter.modelName.trim() === '') throw badInput('modelName is required', 'modelName');
     checkTimeRange(filter.from, filter.to);
     return this.repository.pageDriftReports(em, actor.tenant, filter, page, map);
+  }
+
+  async getAlert(em: EntityManager, actor: Actor, id: string): Promise<DriftAlertEntity> {
+    const alert = isUuid(id) ? await this.repository.findDriftAlert(em, actor.tenant, id) : null;
+    if (!alert) throw notFound('DriftAlert', id);
+    return alert;
   }
 
   async listAlerts<N>(em: EntityManager, actor: Actor, filter: DriftAlertListFilter, page: Page, map: (e: DriftAlertEntity) => N) {

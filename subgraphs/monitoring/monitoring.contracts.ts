@@ -2,7 +2,7 @@
 
 export enum AuditOutcome {
   SUCCESS = 'SUCCESS',
-  /** Refused by authorisation before the resolver ran. */
+  /** Refused before the resolver ran: authorisation, the rate limit or an operation limit (see lib/security/audit.ts). */
   DENIED = 'DENIED',
   ERROR = 'ERROR',
 }

@@ -1,4 +1,4 @@
-import { Arg, Args, ArgsType, Ctx, Field, Int, Query, Resolver } from 'type-graphql';
+import { Arg, Args, ArgsType, Ctx, Field, ID, Int, Query, Resolver } from 'type-graphql';
 import type { RequestContext } from '../../lib/graphql/subgraph.js';
 import { AuditService } from './audit.service.js';
 import { AuditEvent, AuditEventConnection, toAuditEvent } from './audit-event.type.js';
@@ -51,6 +51,11 @@ export class DriftReportResolver {
 @Resolver(() => DriftAlert)
 export class DriftAlertResolver {
   constructor(private readonly service: DriftService) {}
+
+  @Query(() => DriftAlert)
+  async driftAlert(@Arg('id', () => ID) id: string, @Ctx() ctx: RequestContext) {
+    return toDriftAlert(await this.service.getAlert(ctx.em, actor(ctx), id));
+  }
 
   @Query(() => DriftAlertConnection, { description: 'Drift alerts of your tenant, newest first' })
   async driftAlerts(

@@ -4,10 +4,15 @@ import { allow, canRead, isAdmin, sameAsParent } from '../../lib/rbac.js';
 /** Who may do what in the monitoring subgraph; anything not named here is denied. */
 export const monitoringPermissions: IRules = {
   Query: {
+    driftAlert: canRead,
     auditEvents: isAdmin,
     driftReports: canRead,
     driftAlerts: canRead,
   },
+  Subscription: {
+    driftAlerts: canRead,
+  },
+  DriftAlertEvent: sameAsParent,
   AuditEvent: isAdmin,
   AuditEventConnection: sameAsParent,
   AuditEventEdge: sameAsParent,

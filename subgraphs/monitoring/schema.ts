@@ -1,9 +1,12 @@
 import type { GraphQLResolverMap } from '@apollo/subgraph/dist/schema-helper/index.js';
+import { DriftEventsResolver } from './drift-events.subscription.js';
 import { monitoringPermissions } from './permissions.js';
 import { containerOf, buildFederatedSchema, type RequestContext } from '../../lib/graphql/subgraph.js';
 import type { SubgraphDefinition } from '../../lib/graphql/run-subgraph.js';
 import { isUuid } from '../../lib/ids.js';
+import { serviceLogger } from '../../lib/telemetry.js';
 import { AuditEventEntity } from './audit-event.entity.js';
+import { consumeAuditRecords } from './audit.consumer.js';
 import { AuditService } from './audit.service.js';
 import type { MonitoringConfig } from './config.js';
 import { DriftAlertEntity } from './drift-alert.entity.js';
@@ -36,7 +39,7 @@ const referenceResolvers = (deps: MonitoringDeps): GraphQLResolverMap<RequestCon
   },
 });
 
-export function monitoringSubgraph(_config: MonitoringConfig): SubgraphDefinition<MonitoringDeps> {
+export function monitoringSubgraph(config: MonitoringConfig): SubgraphDefinition<MonitoringDeps> {
   return {
     name: 'monitoring',
     dbSchema: 'monitoring',
@@ -49,10 +52,20 @@ export function monitoringSubgraph(_config: MonitoringConfig): SubgraphDefinitio
     },
     schema: (deps) =>
       buildFederatedSchema({
-        resolvers: [AuditEventResolver, DriftReportResolver, DriftAlertResolver],
+        resolvers: [AuditEventResolver, DriftReportResolver, DriftAlertResolver, DriftEventsResolver],
         referenceResolvers: referenceResolvers(deps),
         // Resolvers are made here with their services; the container hands type-graphql these instances.
         container: containerOf([new AuditEventResolver(deps.audit), new DriftReportResolver(deps.drift), new DriftAlertResolver(deps.drift)]),
       }),
+    async background(deps, { db, runtime }) {
+      const audit = await consumeAuditRecords({
+        broker: runtime.broker,
+        queue: config.AUDIT_QUEUE,
+        db,
+        audit: deps.audit,
+        log: serviceLogger('monitoring-audit'),
+      });
+      return () => audit.close();
+    },
   };
 }

@@ -11,7 +11,7 @@ import { DriftReportEntity } from './drift-report.entity.js';
 import { AuditOutcome, DriftAlertKind } from './monitoring.contracts.js';
 import { monitoringSubgraph } from './schema.js';
 
-export const monitoringDefinition = monitoringSubgraph({ MONITORING_PORT: 0 });
+export const monitoringDefinition = monitoringSubgraph({ MONITORING_PORT: 0, AUDIT_QUEUE: 'monitoring.audit' });
 
 /** PGlite in memory, or a fresh PostgreSQL database when TEST_DATABASE_URL is set; `close` drops it. */
 export async function openMonitoringDatabase(): Promise<{ db: Database; close(): Promise<void> }> {

@@ -1,0 +1,94 @@
+// Benchmark 4: detectChanges through the gateway on a 256×256 pair, as a client sees it: latency p50 and p99, and the
+// overhead over the model's own time (onnxruntime's time for the pair, from the result's stats). Target: at most
+// 30 ms overhead at p50. The whole platform runs in this process on the embedded defaults (PGlite, in-process broker,
+// local storage), as with `npm start`; the gateway's rate limit is off so that it does not pace the requests.
+//   npm run build && node dist/bench/inference-gateway.js [--requests 50] [--model bench|test]
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import 'reflect-metadata';
+import { issueDevToken } from '../lib/auth.js';
+import { BENCH_MODEL, ensureTrainedModel, repoRoot, TEST_MODEL } from '../lib/model/testing.js';
+import { startPlatform } from '../lib/platform.js';
+import { argValue, percentile } from './inference-support.js';
+
+const requests = Number(argValue('requests', '50'));
+const which = argValue('model', 'bench');
+const model = await ensureTrainedModel(which === 'bench' ? BENCH_MODEL : TEST_MODEL);
+if (!model.ok) throw new Error(model.reason);
+const stateDir = await mkdtemp(join(tmpdir(), 'lcd-bench-gateway-'));
+const platform = await startPlatform({
+  env: { NODE_ENV: 'production', RATE_LIMIT_ENABLED: 'false', LOG_LEVEL: 'warn', STATE_DIR: stateDir, SUPERGRAPH_CONFIG: join(repoRoot, 'supergraph.yaml'), INFERENCE_DEMO_MODEL: model.path },
+  ephemeralPorts: true,
+  stateDir: null,
+});
+const token = await issueDevToken(stateDir, { subject: 'bench', tenant: 'bench', roles: ['analyst'] });
+const t = {
+  async gql<T>(query: string, variables: Record<string, unknown>) {
+    const res = await fetch(platform.gateway.url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+      body: JSON.stringify({ query, variables }),
+    });
+    return (await res.json()) as { data?: T; errors?: unknown[] };
+  },
+};
+async function upload(bytes: Buffer, filename: string): Promise<string> {
+  const created = await t.gql<{ createUpload: { id: string; url: string; headers: { name: string; value: string }[] } }>(
+    `mutation($input: CreateUploadInput!) { createUpload(input: $input) { id url headers { name value } } }`,
+    { input: { filename, contentType: 'image/png', byteSize: bytes.length } },
+  );
+  const u = created.data!.createUpload;
+  const put = await fetch(u.url, { method: 'PUT', headers: Object.fromEntries(u.headers.map((h) => [h.name, h.value])), body: bytes });
+  if (!put.ok) throw new Error(`upload failed: ${put.status}`);
+  return u.id;
+}
+try {
+  const levir = (dir: string) => readFile(join(repoRoot, '..', 'shared', 'data', 'levir-cd-256', dir, 'test_7_0256_0512.png'));
+  const beforeUploadId = await upload(await levir('A'), 'a.png');
+  const afterUploadId = await upload(await levir('B'), 'b.png');
+  const query = `mutation($input: DetectChangesInput!) { detectChanges(input: $input) { statsUrl stats { changedPixels } } }`;
+  const call = async () => {
+    const t0 = performance.now();
+    const res = await t.gql<{ detectChanges: { statsUrl: string } }>(query, { input: { beforeUploadId, afterUploadId } });
+    const latency = (performance.now() - t0) / 1000;
+    if (res.errors) throw new Error(JSON.stringify(res.errors));
+    return { latency, statsUrl: res.data!.detectChanges.statsUrl };
+  };
+  for (let i = 0; i < 5; i++) await call(); // warm-up: JIT, connections, PGlite caches
+  const samples: { latency: number; statsUrl: string }[] = [];
+  for (let i = 0; i < requests; i++) samples.push(await call());
+  const modelSeconds: number[] = [];
+  const workerSeconds: number[] = [];
+  const stages: Record<string, number[]> = {};
+  for (const s of samples) {
+    const stats = (await (await fetch(s.statsUrl)).json()) as { timings: Record<string, number> };
+    modelSeconds.push(stats.timings.inference!);
+    workerSeconds.push(stats.timings.total!);
+    for (const [k, v] of Object.entries(stats.timings)) (stages[k] ??= []).push(v);
+  }
+  const latencies = samples.map((s) => s.latency);
+  const overheads = samples.map((s, i) => s.latency - modelSeconds[i]!);
+  const ms = (v: number) => Number((v * 1000).toFixed(1));
+  process.stdout.write(
+    `${JSON.stringify(
+      {
+        benchmark: 'detectChanges through the gateway, 256×256 RGB pair',
+        model: which === 'bench' ? 'SNUNet-CBAM w=16, one 256-px tile' : 'SNUNet-CBAM w=8, 64-px tiles',
+        requests,
+        latencyMs: { p50: ms(percentile(latencies, 50)), p99: ms(percentile(latencies, 99)) },
+        modelMs: { p50: ms(percentile(modelSeconds, 50)) },
+        overheadMs: { p50: ms(percentile(overheads, 50)), p99: ms(percentile(overheads, 99)) },
+        /** Where the overhead goes: the worker's stages (median ms) and what is spent outside the worker. */
+        workerStagesMs: Object.fromEntries(Object.entries(stages).map(([k, v]) => [k, ms(percentile(v, 50))])),
+        outsideWorkerMs: { p50: ms(percentile(samples.map((s, i) => s.latency - workerSeconds[i]!), 50)) },
+        target: 'overhead at most 30 ms at p50',
+      },
+      null,
+      2,
+    )}\n`,
+  );
+} finally {
+  await platform.close();
+  await rm(stateDir, { recursive: true, force: true });
+}

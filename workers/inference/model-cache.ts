@@ -1,0 +1,264 @@
+// Owns the worker's loaded models: one onnxruntime session per model version, fetched from object storage, checked
+// against its sha256 and the model-file contract, warmed up, and kept in a small LRU. Work leases a version for its
+// whole run, so a promotion never changes the model under a pair in progress; an evicted session is released when
+// its last lease ends. Which version serves a model is asked of the models subgraph (`models.resolve`) and cached
+// until a `model.<name>.stage` event or a time limit says otherwise.
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import * as ort from 'onnxruntime-node';
+import type { Logger } from 'pino';
+import { ModelContractError, validateModelContract, type ModelContract } from '../../lib/model/contract.js';
+import { ObjectNotFoundError, type ObjectStore } from '../../lib/storage/index.js';
+import type { ModelResolutionReply, ModelResolutionRequest } from '../../subgraphs/models/model-resolution.rpc.js';
+import type { InferenceMetrics } from './metrics.js';
+import { PairInputError, type ModelRunner } from './processor.js';
+
+export type ExecutionProvider = 'cpu' | 'cuda';
+
+/**
+ * Whether onnxruntime-node's CUDA provider libraries are installed next to its binding (its install script downloads
+ * them when run with `--onnxruntime-node-install-cuda`; the npm package alone has CPU only). `auto` tries CUDA only
+ * then, so that a CPU host does not log onnxruntime's failure to load them.
+ */
+export function cudaProviderInstalled(): boolean {
+  try {
+    const root = dirname(dirname(createRequire(import.meta.url).resolve('onnxruntime-node')));
+    return existsSync(join(root, 'bin', 'napi-v6', process.platform, process.arch, 'libonnxruntime_providers_cuda.so'));
+  } catch {
+    return false;
+  }
+}
+
+export interface SessionSettings {
+  /** In order of preference; `auto` tries CUDA and falls back to CPU. */
+  providers: string[];
+  cudaDeviceId: number;
+  intraOpThreads: number;
+}
+
+/** The model is unavailable for now (resolution or storage did not answer): worth a retry. */
+export class ModelUnavailableError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'ModelUnavailableError';
+  }
+}
+
+export interface ModelLease {
+  readonly runner: ModelRunner;
+  readonly versionId: string;
+  readonly modelName: string;
+  readonly executionProvider: ExecutionProvider;
+  release(): void;
+}
+
+interface Entry {
+  versionId: string;
+  modelName: string;
+  contract: ModelContract;
+  session: ort.InferenceSession;
+  provider: ExecutionProvider;
+  leases: number;
+  evicted: boolean;
+}
+
+/** One onnxruntime session as the processor's ModelRunner. */
+export class OrtModelRunner implements ModelRunner {
+  constructor(
+    readonly contract: ModelContract,
+    private readonly session: ort.InferenceSession,
+    private readonly onRun?: (seconds: number) => void,
+  ) {}
+
+  async run(before: Float32Array, after: Float32Array, n: number, height: number, width: number) {
+    const dims = [n, this.contract.bands, height, width];
+    const t0 = performance.now();
+    const outputs = await this.session.run({ before: new ort.Tensor('float32', before, dims), after: new ort.Tensor('float32', after, dims) });
+    this.onRun?.((performance.now() - t0) / 1000);
+    const logits = outputs.change_logits;
+    const embedding = outputs.embedding;
+    if (!logits || !embedding) throw new Error('the model did not return change_logits and embedding');
+    if (logits.dims.length !== 4 || logits.dims[0] !== n || logits.dims[1] !== 1 || logits.dims[2] !== height || logits.dims[3] !== width) {
+      throw new Error(`change_logits has shape [${logits.dims.join(', ')}], expected [${n}, 1, ${height}, ${width}]`);
+    }
+    return { logits: logits.data as Float32Array, embedding: embedding.data as Float32Array };
+  }
+}
+
+export interface ModelCacheOptions {
+  store: ObjectStore;
+  resolve: (request: ModelResolutionRequest) => Promise<ModelResolutionReply>;
+  capacity: number;
+  session: SessionSettings;
+  resolutionTtlMs: number;
+  log: Logger;
+  metrics?: InferenceMetrics;
+}
+
+export class ModelCache {
+  private readonly entries = new Map<string, Entry>();
+  private readonly loading = new Map<string, Promise<Entry>>();
+  private readonly resolutions = new Map<string, { reply: Extract<ModelResolutionReply, { found: true }>; expiresAt: number }>();
+  /** Production version per model name, as last resolved, for the model_info metric. */
+  private readonly production = new Map<string, string>();
+  private cudaFailed = false;
+
+  constructor(private readonly options: ModelCacheOptions) {}
+
+  /** Leases the Production version of `modelName` as the tenant sees it (its own model first, else the platform's). */
+  async acquireProduction(tenant: string, modelName: string): Promise<ModelLease> {
+    const reply = await this.resolve(tenant, { tenant, modelName, stage: 'PRODUCTION' }, `${tenant}\0name:${modelName}`);
+    this.production.set(reply.modelName, reply.versionId);
+    return this.acquire(reply);
+  }
+
+  /** Leases a pinned version, if the tenant may use it. */
+  async acquireVersion(tenant: string, versionId: string): Promise<ModelLease> {
+    return this.acquire(await this.resolve(tenant, { tenant, versionId }, `${tenant}\0version:${versionId}`));
+  }
+
+  /** Forgets which version serves `modelName` (a stage changed); loaded sessions stay until evicted. */
+  invalidate(modelName: string): void {
+    for (const [key, cached] of this.resolutions) if (cached.reply.modelName === modelName && key.includes('\0name:')) this.resolutions.delete(key);
+  }
+
+  isLoaded(versionId: string): boolean {
+    return this.entries.has(versionId);
+  }
+
+  loadedVersions(): { versionId: string; modelName: string; provider: ExecutionProvider; leases: number }[] {
+    return [...this.entries.values()].map((e) => ({ versionId: e.versionId, modelName: e.modelName, provider: e.provider, leases: e.leases }));
+  }
+
+  async close(): Promise<void> {
+    for (const entry of this.entries.values()) {
+      entry.evicted = true;
+      if (entry.leases === 0) await entry.session.release().catch(() => undefined);
+    }
+    this.entries.clear();
+  }
+
+  private async resolve(tenant: string, request: ModelResolutionRequest, key: string) {
+    const cached = this.resolutions.get(key);
+    if (cached && cached.expiresAt > Date.now()) return cached.reply;
+    let reply: ModelResolutionReply;
+    try {
+      reply = await this.options.resolve(request);
+    } catch (error) {
+      throw new ModelUnavailableError(`the models service did not resolve the model: ${(error as Error).message}`, { cause: error });
+    }
+    if (!reply.found) throw new PairInputError('MODEL_NOT_FOUND', reply.reason);
+    this.resolutions.set(key, { reply, expiresAt: Date.now() + this.options.resolutionTtlMs });
+    return reply;
+  }
+
+  private async acquire(reply: Extract<ModelResolutionReply, { found: true }>): Promise<ModelLease> {
+    let entry = this.entries.get(reply.versionId);
+    if (entry) {
+      // Most recently used last.
+      this.entries.delete(reply.versionId);
+      this.entries.set(reply.versionId, entry);
+    } else {
+      let pending = this.loading.get(reply.versionId);
+      if (!pending) {
+        pending = this.load(reply).finally(() => this.loading.delete(reply.versionId));
+        this.loading.set(reply.versionId, pending);
+      }
+      entry = await pending;
+    }
+    entry.leases += 1;
+    const held = entry;
+    let released = false;
+    return {
+      runner: new OrtModelRunner(held.contract, held.session, (s) => this.options.metrics?.runDuration.observe({ execution_provider: held.provider }, s)),
+      versionId: held.versionId,
+      modelName: held.modelName,
+      executionProvider: held.provider,
+      release: () => {
+        if (released) return;
+        released = true;
+        held.leases -= 1;
+        if (held.evicted && held.leases === 0) void held.session.release().catch(() => undefined);
+      },
+    };
+  }
+
+  private async load(reply: Extract<ModelResolutionReply, { found: true }>): Promise<Entry> {
+    const t0 = performance.now();
+    let bytes: Buffer;
+    try {
+      bytes = await this.options.store.get(reply.artifactKey);
+    } catch (error) {
+      if (error instanceof ObjectNotFoundError) throw new PairInputError('MODEL_INVALID', `the artifact of model version ${reply.versionId} (${reply.artifactKey}) is missing`);
+      throw new ModelUnavailableError(`the artifact of model version ${reply.versionId} could not be read: ${(error as Error).message}`, { cause: error });
+    }
+    const sha256 = createHash('sha256').update(bytes).digest('hex');
+    if (sha256 !== reply.sha256) {
+      throw new PairInputError('MODEL_INVALID', `the artifact of model version ${reply.versionId} has sha256 ${sha256}, the registry says ${reply.sha256}`);
+    }
+    let contract: ModelContract;
+    try {
+      contract = validateModelContract(bytes);
+    } catch (error) {
+      if (error instanceof ModelContractError) throw new PairInputError('MODEL_INVALID', `model version ${reply.versionId}: ${error.message}`);
+      throw error;
+    }
+    const { session, provider } = await this.createSession(bytes);
+    // Warm-up: the first run allocates and plans; do it before real work (and before the worker says it is ready).
+    const dims = [1, contract.bands, contract.tileSize, contract.tileSize];
+    const zeros = new Float32Array(contract.bands * contract.tileSize * contract.tileSize);
+    await session.run({ before: new ort.Tensor('float32', zeros, dims), after: new ort.Tensor('float32', zeros, dims) });
+    const entry: Entry = { versionId: reply.versionId, modelName: reply.modelName, contract, session, provider, leases: 0, evicted: false };
+    this.entries.set(reply.versionId, entry);
+    this.evict();
+    const seconds = (performance.now() - t0) / 1000;
+    this.options.metrics?.modelLoadDuration.observe(seconds);
+    this.refreshInfo();
+    this.options.log.info({ versionId: reply.versionId, modelName: reply.modelName, provider, seconds, bytes: bytes.length }, 'model version loaded');
+    return entry;
+  }
+
+  private evict(): void {
+    while (this.entries.size > this.options.capacity) {
+      const [oldest, entry] = this.entries.entries().next().value as [string, Entry];
+      this.entries.delete(oldest);
+      entry.evicted = true;
+      if (entry.leases === 0) void entry.session.release().catch(() => undefined);
+      this.options.log.info({ versionId: entry.versionId }, 'model version evicted');
+    }
+  }
+
+  refreshInfo(): void {
+    const metric = this.options.metrics?.modelInfo;
+    if (!metric) return;
+    metric.reset();
+    for (const e of this.entries.values()) {
+      metric.set({ model_name: e.modelName, version_id: e.versionId, execution_provider: e.provider, production: String(this.production.get(e.modelName) === e.versionId) }, 1);
+    }
+  }
+
+  private async createSession(bytes: Uint8Array): Promise<{ session: ort.InferenceSession; provider: ExecutionProvider }> {
+    const { providers, cudaDeviceId, intraOpThreads } = this.options.session;
+    const base: ort.InferenceSession.SessionOptions = {
+      graphOptimizationLevel: 'all',
+      executionMode: 'sequential',
+      interOpNumThreads: 1,
+      ...(intraOpThreads > 0 && { intraOpNumThreads: intraOpThreads }),
+    };
+    const wanted: ExecutionProvider[] =
+      providers[0] === 'auto' ? (this.cudaFailed || !cudaProviderInstalled() ? ['cpu'] : ['cuda', 'cpu']) : (providers as ExecutionProvider[]);
+    if (wanted[0] === 'cuda') {
+      try {
+        const session = await ort.InferenceSession.create(bytes, { ...base, executionProviders: [{ name: 'cuda', deviceId: cudaDeviceId }, ...(wanted.includes('cpu') ? ['cpu'] : [])] });
+        return { session, provider: 'cuda' };
+      } catch (error) {
+        if (!wanted.includes('cpu')) throw new ModelUnavailableError(`the CUDA execution provider could not be loaded: ${(error as Error).message}`, { cause: error });
+        if (!this.cudaFailed) this.options.log.warn({ err: error }, 'CUDA execution provider unavailable: running on CPU');
+        this.cudaFailed = true;
+      }
+    }
+    return { session: await ort.InferenceSession.create(bytes, { ...base, executionProviders: ['cpu'] }), provider: 'cpu' };
+  }
+}

@@ -1,0 +1,314 @@
+// Writes a pair's outputs and reports on it. Rows arrive from the processor and go straight into streaming encoders
+// (PNG mask and probability map; GeoTIFF mask and float probability when the input is georeferenced) in a temporary
+// folder; once the pair is done, the polygons, stats and drift files join them and everything is uploaded under the
+// job's keys — the same keys on every delivery, so a redelivered message rewrites rather than adds. Reports to the jobs subgraph go to its durable queue (`jobs.pair-results`), confirmed by the broker.
+import { randomUUID } from 'node:crypto';
+import { createReadStream, createWriteStream, type WriteStream } from 'node:fs';
+import { mkdir, rm } from 'node:fs/promises';
+import { once } from 'node:events';
+import { join } from 'node:path';
+import { createEnvelope, type Broker } from '../../lib/broker/broker.js';
+import { crsUrn, describeCrs, pixelToMap, type GeoReference } from '../../lib/imaging/georef.js';
+import { encodePngSync, PngRowWriter } from '../../lib/imaging/png-stream.js';
+import { encodeTiff, FileTiffSink, TiffRowWriter } from '../../lib/imaging/tiff-writer.js';
+import type { ObjectStore } from '../../lib/storage/index.js';
+import {
+  JOBS_PAIR_RESULTS_QUEUE,
+  MESSAGE_TYPES,
+  pairIdempotencyKey,
+  RESULT_FILES,
+  type ChangeResultPayload,
+  type PairError,
+  type PairReport,
+} from './contracts.js';
+import { toGeoJsonRings } from './polygons.js';
+import type { PairOutcome, RowSink } from './processor.js';
+
+const CONTENT_TYPES: Record<keyof typeof RESULT_FILES, string> = {
+  mask: 'image/png',
+  maskGeoTiff: 'image/tiff',
+  probability: 'image/png',
+  probabilityGeoTiff: 'image/tiff',
+  polygons: 'application/geo+json',
+  stats: 'application/json',
+  drift: 'application/json',
+};
+
+export interface ResultMeta {
+  jobId: string;
+  pairIndex: number;
+  modelName: string;
+  modelVersionId: string;
+  threshold: number;
+  minRegionPixels: number;
+  simplifyTolerance: number;
+  /** Model facts recorded with the drift statistics. */
+  model: { datasetVersion: string | null; configHash: string | null; embeddingDim: number };
+  /** performance.now() when the pair's work began, for the total in stats.json. */
+  startedAt?: number;
+}
+
+async function write(stream: WriteStream, text: string): Promise<void> {
+  if (!stream.write(text)) await once(stream, 'drain');
+}
+
+async function closeStream(stream: WriteStream): Promise<void> {
+  stream.end();
+  await once(stream, 'close');
+}
+
+/** Outputs of scenes up to this many pixels are built in memory; larger ones stream through temporary files. */
+export const MEMORY_OUTPUT_PIXELS = 4 * 1024 * 1024;
+
+type FileParts = {
+  kind: 'files';
+  dir: string;
+  maskPng: PngRowWriter;
+  probabilityPng: PngRowWriter;
+  maskTiff: { writer: TiffRowWriter; sink: FileTiffSink } | null;
+  probabilityTiff: { writer: TiffRowWriter; sink: FileTiffSink } | null;
+};
+type MemoryParts = { kind: 'memory'; mask: Uint8Array; probability8: Uint8Array; probability: Float32Array | null };
+
+/** The outputs of one pair while it is processed: a RowSink, then `finish` uploads everything. */
+export class PairOutputs implements RowSink {
+  private constructor(
+    private readonly store: ObjectStore,
+    private readonly prefix: string,
+    private readonly size: { width: number; height: number; georef: GeoReference | null },
+    private readonly parts: FileParts | MemoryParts,
+  ) {}
+
+  static async open(store: ObjectStore, tmpDir: string, prefix: string, size: { width: number; height: number; georef: GeoReference | null }): Promise<PairOutputs> {
+    const pixels = size.width * size.height;
+    if (pixels <= MEMORY_OUTPUT_PIXELS) {
+      return new PairOutputs(store, prefix, size, {
+        kind: 'memory',
+        mask: new Uint8Array(pixels),
+        probability8: new Uint8Array(pixels),
+        probability: size.georef ? new Float32Array(pixels) : null,
+      });
+    }
+    const dir = join(tmpDir, randomUUID());
+    await mkdir(dir, { recursive: true });
+    const path = (name: keyof typeof RESULT_FILES) => join(dir, RESULT_FILES[name]);
+    const png = { width: size.width, height: size.height, colorType: 0 as const };
+    const tiff = async (name: 'maskGeoTiff' | 'probabilityGeoTiff', sampleType: 'uint8' | 'float32') => {
+      const sink = await FileTiffSink.create(path(name));
+      const writer = await TiffRowWriter.create(tiffOptions(size, name, sampleType), sink);
+      return { writer, sink };
+    };
+    return new PairOutputs(store, prefix, size, {
+      kind: 'files',
+      dir,
+      maskPng: new PngRowWriter(png, createWriteStream(path('mask'))),
+      probabilityPng: new PngRowWriter(png, createWriteStream(path('probability'))),
+      maskTiff: size.georef ? await tiff('maskGeoTiff', 'uint8') : null,
+      probabilityTiff: size.georef ? await tiff('probabilityGeoTiff', 'float32') : null,
+    });
+  }
+
+  async writeRows(y: number, rows: number, mask: Uint8Array, probability: Float32Array): Promise<void> {
+    const parts = this.parts;
+    if (parts.kind === 'memory') {
+      const offset = y * this.size.width;
+      parts.mask.set(mask, offset);
+      for (let i = 0; i < probability.length; i++) parts.probability8[offset + i] = Math.round(probability[i]! * 255);
+      parts.probability?.set(probability, offset);
+      return;
+    }
+    const probability8 = new Uint8Array(probability.length);
+    for (let i = 0; i < probability.length; i++) probability8[i] = Math.round(probability[i]! * 255);
+    await Promise.all([
+      parts.maskPng.writeRows(mask, rows),
+      parts.probabilityPng.writeRows(probability8, rows),
+      parts.maskTiff?.writer.writeRows(mask, rows),
+      parts.probabilityTiff?.writer.writeRows(probability, rows),
+    ]);
+  }
+
+  /** Finishes the files, writes polygons, stats and drift, uploads all of them; returns the result to report. */
+  async finish(outcome: PairOutcome, meta: ResultMeta, timings: Record<string, number>): Promise<ChangeResultPayload> {
+    const t0 = performance.now();
+    const georeferenced = outcome.georef !== null;
+    const keys: ChangeResultPayload['keys'] = {
+      mask: `${this.prefix}/${RESULT_FILES.mask}`,
+      probability: `${this.prefix}/${RESULT_FILES.probability}`,
+      polygons: `${this.prefix}/${RESULT_FILES.polygons}`,
+      stats: `${this.prefix}/${RESULT_FILES.stats}`,
+      drift: `${this.prefix}/${RESULT_FILES.drift}`,
+      ...(georeferenced && {
+        maskGeoTiff: `${this.prefix}/${RESULT_FILES.maskGeoTiff}`,
+        probabilityGeoTiff: `${this.prefix}/${RESULT_FILES.probabilityGeoTiff}`,
+      }),
+    };
+    const names: (keyof typeof RESULT_FILES)[] = ['mask', 'probability', 'polygons', ...(georeferenced ? (['maskGeoTiff', 'probabilityGeoTiff'] as const) : [])];
+    const bodies = new Map<keyof typeof RESULT_FILES, Buffer | NodeJS.ReadableStream>();
+    const parts = this.parts;
+    if (parts.kind === 'memory') {
+      const { width, height, georef } = this.size;
+      const png = { width, height, colorType: 0 as const };
+      bodies.set('mask', encodePngSync(png, parts.mask));
+      bodies.set('probability', encodePngSync(png, parts.probability8));
+      bodies.set('polygons', Buffer.from([...polygonChunks(outcome, meta)].join('')));
+      if (georef) {
+        bodies.set('maskGeoTiff', await encodeTiff(tiffOptions(this.size, 'maskGeoTiff', 'uint8'), parts.mask));
+        bodies.set('probabilityGeoTiff', await encodeTiff(tiffOptions(this.size, 'probabilityGeoTiff', 'float32'), parts.probability!));
+      }
+    } else {
+      await Promise.all([parts.maskPng.finish(), parts.probabilityPng.finish()]);
+      for (const tiff of [parts.maskTiff, parts.probabilityTiff]) {
+        if (!tiff) continue;
+        await tiff.writer.finish();
+        await tiff.sink.close();
+      }
+      const file = (name: keyof typeof RESULT_FILES) => join(parts.dir, RESULT_FILES[name]);
+      const stream = createWriteStream(file('polygons'));
+      for (const chunk of polygonChunks(outcome, meta)) await write(stream, chunk);
+      await closeStream(stream);
+      for (const name of names) bodies.set(name, createReadStream(file(name)));
+    }
+    const encodeSeconds = (performance.now() - t0) / 1000;
+    const crs = outcome.georef ? { epsg: outcome.georef.crs.epsg, kind: outcome.georef.crs.kind, name: describeCrs(outcome.georef.crs) } : null;
+    const drift = {
+      jobId: meta.jobId,
+      pairIndex: meta.pairIndex,
+      modelName: meta.modelName,
+      modelVersionId: meta.modelVersionId,
+      datasetVersion: meta.model.datasetVersion,
+      configHash: meta.model.configHash,
+      width: outcome.width,
+      height: outcome.height,
+      ...outcome.drift,
+    };
+    const t1 = performance.now();
+    const result: ChangeResultPayload = {
+      width: outcome.width,
+      height: outcome.height,
+      georeferenced,
+      crs,
+      modelName: meta.modelName,
+      modelVersionId: meta.modelVersionId,
+      threshold: meta.threshold,
+      keys,
+      stats: outcome.stats,
+      tiles: outcome.tiles,
+      timings: { ...timings, encode: encodeSeconds + outcome.timings.output },
+    };
+    if (meta.startedAt !== undefined) result.timings.total = (performance.now() - meta.startedAt) / 1000;
+    const stats = {
+      ...result,
+      jobId: meta.jobId,
+      pairIndex: meta.pairIndex,
+      regionsBeforeFilter: outcome.trace.regionsBeforeFilter,
+      minRegionPixels: meta.minRegionPixels,
+      polygonsTruncated: outcome.trace.truncated,
+      pixelAreaSquareMeters: outcome.stats.changedPixels > 0 && outcome.stats.areaSquareMeters !== null ? outcome.stats.areaSquareMeters / outcome.stats.changedPixels : null,
+      meanProbability: outcome.drift.prediction.meanProbability,
+    };
+    // All at once: the jobs subgraph learns of the result from the report sent after this, never from the objects.
+    await Promise.all([
+      ...names.map((name) => this.store.put(keys[name]!, bodies.get(name)!, { contentType: CONTENT_TYPES[name] })),
+      this.store.put(keys.drift, Buffer.from(JSON.stringify(drift)), { contentType: CONTENT_TYPES.drift }),
+      this.store.put(keys.stats, Buffer.from(JSON.stringify(stats, null, 2)), { contentType: CONTENT_TYPES.stats }),
+    ]);
+    result.timings.store = (performance.now() - t1) / 1000;
+    return result;
+  }
+
+  /** Drops the temporary files (after an upload or a failure). */
+  async dispose(): Promise<void> {
+    const parts = this.parts;
+    if (parts.kind === 'memory') return;
+    parts.maskPng.abort();
+    parts.probabilityPng.abort();
+    await Promise.all([parts.maskTiff?.sink.close().catch(() => undefined), parts.probabilityTiff?.sink.close().catch(() => undefined)]);
+    await rm(parts.dir, { recursive: true, force: true });
+  }
+}
+
+function tiffOptions(size: { width: number; height: number; georef: GeoReference | null }, name: 'maskGeoTiff' | 'probabilityGeoTiff', sampleType: 'uint8' | 'float32') {
+  return {
+    width: size.width,
+    height: size.height,
+    bands: 1,
+    sampleType,
+    geo: size.georef!.tags,
+    bandNames: [name === 'maskGeoTiff' ? 'change' : 'change_probability'],
+  };
+}
+
+/** The GeoJSON FeatureCollection of the changed regions, piece by piece (one feature per piece). */
+function* polygonChunks(outcome: PairOutcome, meta: ResultMeta): Generator<string> {
+  const georef = outcome.georef;
+  const transform = georef?.transform ?? null;
+  const urn = georef ? crsUrn(georef.crs) : null;
+  const header = {
+    type: 'FeatureCollection',
+    ...(urn && { crs: { type: 'name', properties: { name: urn } } }),
+    lcd: {
+      coordinates: georef ? 'map' : 'pixel',
+      crs: georef ? describeCrs(georef.crs) : null,
+      width: outcome.width,
+      height: outcome.height,
+      modelName: meta.modelName,
+      modelVersionId: meta.modelVersionId,
+      threshold: meta.threshold,
+      minRegionPixels: meta.minRegionPixels,
+      simplifyTolerance: meta.simplifyTolerance,
+      regions: outcome.trace.polygons.length,
+      regionsBeforeFilter: outcome.trace.regionsBeforeFilter,
+      truncated: outcome.trace.truncated,
+    },
+  };
+  yield `${JSON.stringify(header).slice(0, -1)},"features":[`;
+  const pixelArea = (row: number): number | null => {
+    if (!georef || outcome.stats.areaSquareMeters === null) return null;
+    if (georef.crs.kind === 'projected') return outcome.stats.changedPixels > 0 ? outcome.stats.areaSquareMeters / outcome.stats.changedPixels : null;
+    // Geographic: the cell area at the region's latitude.
+    const t = georef.transform;
+    const [, lat1] = pixelToMap(t, 0, row);
+    const [, lat2] = pixelToMap(t, 0, row + 1);
+    const radius = 6_371_007.2;
+    return radius ** 2 * ((Math.abs(t[1]) * Math.PI) / 180) * Math.abs(Math.sin((lat1 * Math.PI) / 180) - Math.sin((lat2 * Math.PI) / 180));
+  };
+  for (const [i, polygon] of outcome.trace.polygons.entries()) {
+    const cell = pixelArea(Math.floor((polygon.bbox[1] + polygon.bbox[3]) / 2));
+    const area = cell === null ? null : polygon.pixels * cell;
+    const feature = {
+      type: 'Feature',
+      id: i + 1,
+      properties: { region: i + 1, pixels: polygon.pixels, areaSquareMeters: area, areaHectares: area === null ? null : area / 10_000, bbox: polygon.bbox },
+      geometry: { type: 'Polygon', coordinates: toGeoJsonRings(polygon, transform) },
+    };
+    yield `${i > 0 ? ',' : ''}${JSON.stringify(feature)}`;
+  }
+  yield ']}';
+}
+
+/** Reports on pairs to the jobs subgraph, one durable message each. */
+export class PairReporter {
+  constructor(private readonly broker: Broker) {}
+
+  private send(tenant: string, report: PairReport): Promise<void> {
+    return this.broker.send(
+      JOBS_PAIR_RESULTS_QUEUE,
+      createEnvelope(MESSAGE_TYPES.pairReport, report, {
+        tenant,
+        idempotencyKey: `${pairIdempotencyKey(report.jobId, report.pairIndex)}:${report.kind}`,
+      }),
+    );
+  }
+
+  started(tenant: string, jobId: string, pairIndex: number, attempt: number): Promise<void> {
+    return this.send(tenant, { kind: 'started', jobId, pairIndex, attempt });
+  }
+
+  succeeded(tenant: string, jobId: string, pairIndex: number, result: ChangeResultPayload): Promise<void> {
+    return this.send(tenant, { kind: 'succeeded', jobId, pairIndex, result });
+  }
+
+  failed(tenant: string, jobId: string, pairIndex: number, error: PairError, final: boolean): Promise<void> {
+    return this.send(tenant, { kind: 'failed', jobId, pairIndex, error, final });
+  }
+}
