@@ -6,7 +6,10 @@
 //   BENCH_PAIRS=48 BENCH_SIZE=96 BENCH_EPOCHS=3 BENCH_WIDTH=8 BENCH_REPEATS=3 node dist/bench/training-overhead.js
 //
 // Both sides run the same interpreter (LCD_PYTHON or /usr/bin/python3) with the same thread count; the runs
-// alternate (direct, service, direct, …) so that machine load drifts affect both alike. Prints one JSON object.
+// alternate (direct, service, direct, …) so that machine load drifts affect both alike. Two overheads are printed:
+// `overheadPercent` compares the medians of the two sides (sensitive to load on a shared machine), and
+// `serviceOverheadPercent` compares each service run with its own trainer process (the service's wall time against
+// the trainer's, paired, so that the trainer's speed cancels out). Prints one JSON object.
 import { execFile, spawn } from 'node:child_process';
 import { createHash, randomUUID } from 'node:crypto';
 import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
@@ -101,8 +104,10 @@ async function main(): Promise<void> {
       const started = performance.now();
       await broker.send(serviceConfig.TRAINING_REQUESTS_QUEUE, createEnvelope(TRAINING_MESSAGE_TYPES.request, request, { tenant: 'bench' }));
       const result = await done;
+      const seconds = (performance.now() - started) / 1000;
       if (result.kind !== 'succeeded') throw new Error(`service run ended ${result.kind}: ${JSON.stringify(result)}`);
-      return { seconds: (performance.now() - started) / 1000, trainerPairsPerSecond: median(trainerRates.get(runId) ?? [0]) };
+      const trainerSeconds = result.timings?.trainerSeconds ?? seconds;
+      return { seconds, trainerSeconds, timings: result.timings, trainerPairsPerSecond: median(trainerRates.get(runId) ?? [0]) };
     };
 
     // The first service run fills the dataset cache: timed on its own, the repeats below use the cache.
@@ -131,9 +136,14 @@ async function main(): Promise<void> {
         pairsPerSecond: +(trainPairs / s).toFixed(3),
         trainerPairsPerSecond: +median(serviceRuns.map((r) => r.trainerPairsPerSecond)).toFixed(3),
         runs: serviceRuns.map((r) => +r.seconds.toFixed(3)),
+        trainerProcessSeconds: serviceRuns.map((r) => +r.trainerSeconds.toFixed(3)),
+        timings: serviceRuns.map((r) => r.timings),
         coldCacheSeconds: +cold.seconds.toFixed(3),
+        coldCacheTimings: cold.timings,
       },
       overheadPercent: +(((s - d) / d) * 100).toFixed(2),
+      serviceOverheadPercent: +(median(serviceRuns.map((r) => (r.seconds - r.trainerSeconds) / r.trainerSeconds)) * 100).toFixed(2),
+      serviceOverheadSeconds: +median(serviceRuns.map((r) => r.seconds - r.trainerSeconds)).toFixed(3),
       workDirLeft: (await readdir(serviceConfig.workDir)).length,
     };
     process.stdout.write(`${JSON.stringify(result, null, 1)}\n`);

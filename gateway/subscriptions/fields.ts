@@ -48,6 +48,8 @@ export const SUBSCRIPTION_FIELDS: Record<string, SubscriptionFieldSpec> = {
   trainingProgress: {
     stream: (args) => `training:${String(args.runId)}`,
     authorize: (args, check) => mustRead(check, 'query($id: ID!) { trainingRun(id: $id) { id } }', { id: args.runId }, 'TrainingRun'),
+    // The run's stream also carries cancellation requests for the training service: only progress is shown.
+    accept: (event) => event.type === 'training.progress',
     isFinal: (event) => TERMINAL_RUN.has(String(event.payload.status)),
     entities: { run: (event) => ({ query: 'trainingRun', args: { id: ['ID!', event.payload.runId] } }) },
   },
@@ -57,7 +59,7 @@ export const SUBSCRIPTION_FIELDS: Record<string, SubscriptionFieldSpec> = {
     entities: { alert: (event) => ({ query: 'driftAlert', args: { id: ['ID!', event.payload.alertId] } }) },
   },
   modelVersionStageChanged: {
-    stream: (_args, identity) => `models:${identity.tenant}`,
+    stream: (args, identity) => (args.modelName ? `model:${identity.tenant}:${String(args.modelName)}` : `models:${identity.tenant}`),
     accept: (event, args) => !args.modelName || event.payload.modelName === args.modelName,
     entities: { modelVersion: (event) => ({ query: 'modelVersion', args: { id: ['ID!', event.payload.versionId] } }) },
   },

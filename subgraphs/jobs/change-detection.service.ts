@@ -29,7 +29,7 @@ import {
   type PairRequest,
 } from '../../workers/inference/contracts.js';
 import type { JobsConfig } from './config.js';
-import { JobKind, type PairResultDetails } from './job.contracts.js';
+import { JobKind, JobPairStatus, type PairResultDetails } from './job.contracts.js';
 import type { JobEntity } from './job.entity.js';
 import type { JobPairEntity } from './job-pair.entity.js';
 import type { JobRepository } from './job.repository.js';
@@ -64,6 +64,9 @@ export interface StoredResult {
 }
 
 const DISPATCH_PARALLELISM = 16;
+
+/** What a progress event says about the pair it concerns. */
+type ProgressPair = Pick<JobPairEntity, 'index' | 'status' | 'error' | 'errorCode'>;
 const UPLOADS_PER_RPC = 1000;
 
 /** The GraphQL error a failed pair of detectChanges becomes: input problems are the caller's, the rest is ours. */
@@ -173,11 +176,15 @@ export class ChangeDetectionService {
     // The history record is written while the worker runs: neither waits for the other.
     const [job, reply] = await Promise.all([this.jobs.createJob(em, jobInput), ask()]);
     const ref = { tenant: actor.tenant, jobId: job.id, index: 0 };
+    // Progress subscribers hear of SYNC jobs too; the answer does not wait for that.
+    const announce = (pair: ProgressPair) => void this.publishProgress(job, pair);
     if (!reply.ok) {
       await this.jobs.completeSyncJob(em.fork(), ref, { error: reply.error.message, code: reply.error.code });
+      announce({ index: 0, status: JobPairStatus.FAILED, error: reply.error.message, errorCode: reply.error.code });
       throw syncPairError(reply.error);
     }
     await this.jobs.completeSyncJob(em.fork(), ref, { result: toPairResult(reply.result) });
+    announce({ index: 0, status: JobPairStatus.SUCCEEDED, error: null, errorCode: null });
     const result = await this.changeResult(fromPayload(job.id, 0, reply.result));
     if (!result) throw new Error('the inference worker returned a result without its outputs');
     return result;
@@ -301,7 +308,7 @@ export class ChangeDetectionService {
     this.eventLog = { fork, relay };
   }
 
-  private async publishProgress(job: JobEntity, pair: JobPairEntity | null): Promise<void> {
+  private async publishProgress(job: JobEntity, pair: ProgressPair | null): Promise<void> {
     if (!this.eventLog) return;
     const { fork, relay } = this.eventLog;
     try {

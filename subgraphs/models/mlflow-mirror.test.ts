@@ -50,7 +50,7 @@ function logged(run: TrainingRunEntity, kind: ProgressKind, extra: Partial<Train
 }
 
 function stageLogged(payload: Record<string, unknown>): LoggedEvent {
-  return { stream: 'model:x', sequence: ++sequence, type: 'model.stage', tenant: String(payload.tenant), routingKey: `model.${String(payload.modelName)}.stage`, payload, occurredAt: new Date().toISOString() };
+  return { stream: `model:${String(payload.tenant)}:${String(payload.modelName)}`, sequence: ++sequence, type: 'model.stage', tenant: String(payload.tenant), routingKey: `model.${String(payload.modelName)}.stage`, payload, occurredAt: new Date().toISOString() };
 }
 
 describe('MLflow mirror', () => {

@@ -51,7 +51,11 @@ export class MlflowMirror {
   /** Applies one logged event; events of runs or versions this database does not hold are skipped. */
   async apply(event: LoggedEvent): Promise<void> {
     if (event.type === TRAINING_LOGGED_EVENT_TYPES.progress) await this.onProgress(event.payload as unknown as TrainingProgressPayload);
-    else if (event.type === TRAINING_LOGGED_EVENT_TYPES.modelStage) await this.onStage(event.payload as unknown as ModelStageEventPayload & { previousStage?: string });
+    // A stage change is logged on its model's stream and again on the tenant's (`models:<tenant>`, for subscribers of
+    // every model): the mirror follows the model's stream only, so that it sees each change once and in order.
+    else if (event.type === TRAINING_LOGGED_EVENT_TYPES.modelStage && event.stream.startsWith('model:')) {
+      await this.onStage(event.payload as unknown as ModelStageEventPayload & { previousStage?: string });
+    }
   }
 
   private async experimentId(tenant: string, modelName: string): Promise<string> {

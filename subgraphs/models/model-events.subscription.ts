@@ -32,6 +32,12 @@ export class TrainingProgressEvent {
   @Field(() => TrainingRunStatus)
   status!: TrainingRunStatus;
 
+  @Field({ description: 'What happened: queued, started, metrics, artifacts, succeeded, failed, cancelled, …' })
+  kind!: string;
+
+  @Field(() => String, { nullable: true })
+  error!: string | null;
+
   @Field(() => Int, { nullable: true })
   epoch!: number | null;
 
@@ -65,8 +71,8 @@ export class ModelStageEvent {
   @Field(() => ModelStage, { nullable: true })
   previousStage!: ModelStage | null;
 
-  @Field(() => String, { nullable: true })
-  actor!: string | null;
+  @Field(() => String, { nullable: true, description: 'Who made the change' })
+  changedBy!: string | null;
 
   @Field(() => String, { nullable: true })
   reason!: string | null;

@@ -207,9 +207,11 @@ export class ModelRegistryService {
       });
       await appendEvents(
         tx,
-        changes.map((c) =>
-          stageEvent({ modelName: model.name, versionId: c.version.id, stage: c.to, tenant, previousStage: c.from, version: c.version.version, changedBy, reason }),
-        ),
+        changes.flatMap((c) => {
+          const event = stageEvent({ modelName: model.name, versionId: c.version.id, stage: c.to, tenant, previousStage: c.from, version: c.version.version, changedBy, reason });
+          // Also on the tenant's stream, for subscribers of every model's stage changes (modelVersionStageChanged).
+          return [event, { ...event, stream: `models:${tenant}` }];
+        }),
       );
       changed = true;
       return version;

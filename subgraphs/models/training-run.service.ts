@@ -323,6 +323,15 @@ export class TrainingRunService {
       await this.registry.setStage(tx, run.tenant, version.id, ModelStage.STAGING, { changedBy: 'evaluation-gate', reason: decision.reasons.join('; ') });
       await tx.refresh(version);
     }
+    if (event.timings) {
+      const t = event.timings;
+      await this.registry.recordMetrics(tx, run.tenant, run.id, [
+        { name: 'service/dataset_seconds', step: 0, value: t.datasetSeconds },
+        { name: 'service/trainer_seconds', step: 0, value: t.trainerSeconds },
+        { name: 'service/check_seconds', step: 0, value: t.checkSeconds },
+        { name: 'service/upload_seconds', step: 0, value: t.uploadSeconds },
+      ]);
+    }
     run.status = TrainingRunStatus.SUCCEEDED;
     run.weightsSha256 = r.weightsSha256;
     run.finishedAt = new Date();

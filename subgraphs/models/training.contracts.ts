@@ -115,7 +115,13 @@ export const trainingEventSchema = z.discriminatedUnion('kind', [
   z.object({ kind: z.literal('environment'), runId: uuid, environment: trainerEnvironmentSchema }),
   z.object({ kind: z.literal('metrics'), runId: uuid, metrics: z.array(trainingMetricSchema).min(1).max(1000) }),
   z.object({ kind: z.literal('artifacts'), runId: uuid, artifacts: z.array(trainingArtifactSchema).max(100), logKey: z.string().max(1024).nullable() }),
-  z.object({ kind: z.literal('succeeded'), runId: uuid, registration: registrationSchema }),
+  z.object({
+    kind: z.literal('succeeded'),
+    runId: uuid,
+    registration: registrationSchema,
+    /** Where the service's time went: materialising the dataset, the trainer process, the ONNX checks, uploads. */
+    timings: z.object({ datasetSeconds: finite, trainerSeconds: finite, checkSeconds: finite, uploadSeconds: finite }).optional(),
+  }),
   z.object({ kind: z.literal('failed'), runId: uuid, code: z.string().min(1).max(100), message: z.string().min(1).max(4000) }),
   z.object({ kind: z.literal('cancelled'), runId: uuid, message: z.string().max(1000) }),
 ]);

@@ -2,11 +2,9 @@
 // run detectChanges and a batch job, download the mask and the polygons through the signed URLs and check that the
 // changed pixels, regions and hectares agree with what the mask shows; bad input fails per pair with a named reason,
 // a redelivered message has one effect, and a dead-lettered pair shows FAILED.
-import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { PNG } from 'pngjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createEnvelope } from '../../lib/broker/broker.js';
@@ -18,44 +16,23 @@ import type { JobsDeps } from '../../subgraphs/jobs/schema.js';
 import { INFERENCE_QUEUES, JOBS_PAIR_RESULTS_QUEUE, MESSAGE_TYPES, pairIdempotencyKey, type PairRequest } from '../../workers/inference/contracts.js';
 import { errorCodes, sharedData, startTestPlatform, uploadFile, type TestPlatform } from '../support/platform.js';
 
-const run = promisify(execFile);
 const MIN_REGION_PIXELS = 4; // the worker's default (INFERENCE_MIN_REGION_PIXELS)
 
 let model: TrainedModel;
 let t: TestPlatform | undefined;
-let vhost: { url: string; drop(): Promise<void> } | null = null;
 let productionVersionId: string;
-
-/**
- * On RabbitMQ, a virtual host of its own: other platforms (other test files, other people's runs) on the same server
- * consume the same queue names and would answer from their own databases.
- */
-async function privateVhost(base: string): Promise<{ url: string; drop(): Promise<void> } | null> {
-  const name = `lcd-e2e-${randomBytes(4).toString('hex')}`;
-  const user = decodeURIComponent(new URL(base).username || 'guest');
-  try {
-    await run('rabbitmqctl', ['add_vhost', name], { timeout: 30_000 });
-    await run('rabbitmqctl', ['set_permissions', '-p', name, user, '.*', '.*', '.*'], { timeout: 30_000 });
-  } catch {
-    return null; // no rabbitmqctl: share the default virtual host
-  }
-  const url = new URL(base);
-  url.pathname = `/${encodeURIComponent(name)}`;
-  return { url: url.toString(), drop: async () => void (await run('rabbitmqctl', ['delete_vhost', name], { timeout: 30_000 }).catch(() => undefined)) };
-}
 
 beforeAll(async () => {
   model = await ensureTrainedModel();
   if (!model.ok) return;
-  if (process.env.TEST_AMQP_URL) vhost = await privateVhost(process.env.TEST_AMQP_URL);
-  t = await startTestPlatform({ INFERENCE_DEMO_MODEL: model.path, ...(vhost && { AMQP_URL: vhost.url }) });
+  // On RabbitMQ the test platform has a virtual host of its own (test/support/platform.ts).
+  t = await startTestPlatform({ INFERENCE_DEMO_MODEL: model.path });
   const resolved = await requestModelResolution(t.platform.runtime.broker, { tenant: 'acme', modelName: 'lcd-demo', stage: 'PRODUCTION' }, 10_000);
   if (!resolved.found) throw new Error(resolved.reason);
   productionVersionId = resolved.versionId;
 }, 20 * 60_000);
 afterAll(async () => {
   await t?.close();
-  await vhost?.drop();
 });
 
 /** Skips with the reason when the test model could not be trained (no torch). */

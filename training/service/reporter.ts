@@ -11,6 +11,7 @@ import {
 } from '../../subgraphs/models/training.contracts.js';
 
 type Artifact = Extract<TrainingEvent, { kind: 'artifacts' }>['artifacts'][number];
+export type RunTimings = NonNullable<Extract<TrainingEvent, { kind: 'succeeded' }>['timings']>;
 
 /** Most metric values per message (the registry's limit per call). */
 const MAX_METRICS_PER_MESSAGE = 1000;
@@ -83,9 +84,9 @@ export class RunReporter {
     return this.send({ kind: 'artifacts', runId: this.runId, artifacts, logKey });
   }
 
-  succeeded(registration: RegistrationReport): Promise<void> {
+  succeeded(registration: RegistrationReport, timings?: RunTimings): Promise<void> {
     void this.flush();
-    return this.send({ kind: 'succeeded', runId: this.runId, registration });
+    return this.send({ kind: 'succeeded', runId: this.runId, registration, timings });
   }
 
   failed(code: string, message: string): Promise<void> {

@@ -101,12 +101,14 @@ export async function processTrainingRun(deps: RunProcessorDeps, request: Traini
 
     await rm(workDir, { recursive: true, force: true });
     await mkdir(outDir, { recursive: true });
+    const clock = { start: performance.now(), dataset: 0, trainer: 0, check: 0, upload: 0 };
     let manifestPath: string;
     try {
       const dataset = await deps.cache.materialise(request.datasetVersionId, request.manifestKey);
       deps.metrics?.datasetCache.inc({ result: dataset.reused ? 'hit' : 'miss' });
       runLog.info({ items: dataset.items, reused: dataset.reused, downloaded: dataset.downloaded }, 'dataset version materialised');
       manifestPath = dataset.manifestPath;
+      clock.dataset = performance.now();
     } catch (error) {
       if (!(error instanceof DatasetUnavailableError)) throw error;
       return await finish({ outcome: 'failed', code: 'dataset_unavailable', message: error.message, artifacts: [] });
@@ -149,6 +151,7 @@ export async function processTrainingRun(deps: RunProcessorDeps, request: Traini
     });
     runLog.info({ status: outcome.status, seconds: outcome.seconds, exitCode: outcome.exitCode, signal: outcome.signal }, 'trainer finished');
     throwIfStopping(ctx.signal);
+    clock.trainer = performance.now();
 
     let failure: Failure | null = null;
     let registration: RegistrationReport | null = null;
@@ -164,10 +167,12 @@ export async function processTrainingRun(deps: RunProcessorDeps, request: Traini
       }
     }
 
+    clock.check = performance.now();
     const artifacts = await uploader.uploadRun(request.tenant, request.runId, outDir, [
       { name: 'config.json', path: join(workDir, 'config.json') },
       { name: 'trainer.log', path: logPath },
     ], keys);
+    clock.upload = performance.now();
     const logKey = artifacts.find((a) => a.name === 'trainer.log')?.key ?? null;
     await reporter.artifacts(artifacts.filter((a) => a.name !== 'trainer.log'), logKey);
 
@@ -178,7 +183,13 @@ export async function processTrainingRun(deps: RunProcessorDeps, request: Traini
       return await finish({ outcome: 'failed', code: failure?.code ?? 'export_invalid', message: failure?.message ?? 'the export could not be checked', artifacts });
     }
     registration.referenceStatsKey = artifacts.find((a) => a.name === 'reference_stats.json')?.key ?? null;
-    await reporter.succeeded(registration);
+    const seconds = (from: number, to: number) => Math.round(to - from) / 1000;
+    await reporter.succeeded(registration, {
+      datasetSeconds: seconds(clock.start, clock.dataset),
+      trainerSeconds: outcome.seconds,
+      checkSeconds: seconds(clock.trainer, clock.check),
+      uploadSeconds: seconds(clock.check, clock.upload),
+    });
     return { outcome: 'succeeded', artifacts };
   } finally {
     try {

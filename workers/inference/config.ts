@@ -1,19 +1,18 @@
 // The inference worker's configuration, validated once at start-up. Nothing else in the worker reads process.env.
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { parseConfig, portEnv, z, type Env } from '../../lib/config.js';
 
 const positiveInt = (fallback: number) => z.coerce.number().int().positive().default(fallback);
-
-/** Where the committed demo model will land; used when present and INFERENCE_DEMO_MODEL is unset. */
-export const DEFAULT_DEMO_MODEL_PATH = resolve('training', 'demo-model', 'model.onnx');
 
 export const inferenceEnv = z.object({
   INFERENCE_PORT: portEnv(4005),
   /** Name of the model detectChanges and jobs use when the request names none (registered platform-wide). */
   DEFAULT_MODEL_NAME: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$/).default('lcd-demo'),
-  /** An ONNX file registered as the platform's Production version of DEFAULT_MODEL_NAME by an embedded start. */
+  /**
+   * An ONNX file an embedded start (lib/platform.ts) registers as the platform's Production version of
+   * DEFAULT_MODEL_NAME, over the committed demo model the models subgraph registers (tests, benchmarks).
+   */
   INFERENCE_DEMO_MODEL: z.string().optional(),
   /** `auto` (CUDA when its provider loads, else CPU), `cpu`, `cuda` (fail without it), or a list such as `cuda,cpu`. */
   INFERENCE_EXECUTION_PROVIDERS: z
@@ -39,13 +38,15 @@ export const inferenceEnv = z.object({
   INFERENCE_RESOLUTION_TTL_SECONDS: positiveInt(60),
   INFERENCE_RPC_TIMEOUT_MS: positiveInt(10_000),
   INFERENCE_MAX_PIXELS: positiveInt(16_384 * 16_384),
-  INFERENCE_MAX_SIDE: positiveInt(65_536),
+  INFERENCE_MAX_SIDE: z.coerce.number().int().positive().max(65_536).default(65_536),
   INFERENCE_MAX_FULL_DECODE_PIXELS: positiveInt(8_192 * 8_192),
   INFERENCE_MAX_TIFF_BLOCK_BYTES: positiveInt(256 * 1024 * 1024),
   /** Changed regions smaller than this many pixels are left out of the polygons. */
   INFERENCE_MIN_REGION_PIXELS: z.coerce.number().int().min(0).default(4),
   /** Douglas–Peucker tolerance for polygon rings, in pixels (0: exact pixel boundaries). */
   INFERENCE_SIMPLIFY_TOLERANCE: z.coerce.number().min(0).max(100).default(0.5),
+  /** Polygons stop after this many vertices in all (a noise-like mask); the GeoJSON then says `truncated`. */
+  INFERENCE_MAX_POLYGON_VERTICES: positiveInt(20_000_000),
   /** Inputs up to this size are read into memory; larger ones are streamed through a temporary file. */
   INFERENCE_IN_MEMORY_BYTES: positiveInt(64 * 1024 * 1024),
   INFERENCE_TMP_DIR: z.string().default(join(tmpdir(), 'lcd-inference')),
@@ -54,10 +55,4 @@ export const inferenceEnv = z.object({
 });
 export type InferenceConfig = Readonly<z.infer<typeof inferenceEnv>>;
 
-export function loadInferenceConfig(env: Env): InferenceConfig {
-  const config = parseConfig(inferenceEnv, env);
-  if (config.INFERENCE_DEMO_MODEL === undefined && existsSync(DEFAULT_DEMO_MODEL_PATH)) {
-    return Object.freeze({ ...config, INFERENCE_DEMO_MODEL: DEFAULT_DEMO_MODEL_PATH });
-  }
-  return config;
-}
+export const loadInferenceConfig = (env: Env): InferenceConfig => parseConfig(inferenceEnv, env);

@@ -356,6 +356,7 @@ export class InferenceWorker {
         batchSize: config.INFERENCE_BATCH_SIZE,
         minRegionPixels: config.INFERENCE_MIN_REGION_PIXELS,
         simplifyTolerance: config.INFERENCE_SIMPLIFY_TOLERANCE,
+        maxPolygonVertices: config.INFERENCE_MAX_POLYGON_VERTICES,
         deadline: work.deadline,
         signal: work.signal,
       });

@@ -169,6 +169,8 @@ export class ModelCache {
       entry = await pending;
     }
     entry.leases += 1;
+    // Evicted only now, so that the version just leased is never the one dropped.
+    this.evict();
     const held = entry;
     let released = false;
     return {
@@ -212,7 +214,6 @@ export class ModelCache {
     await session.run({ before: new ort.Tensor('float32', zeros, dims), after: new ort.Tensor('float32', zeros, dims) });
     const entry: Entry = { versionId: reply.versionId, modelName: reply.modelName, contract, session, provider, leases: 0, evicted: false };
     this.entries.set(reply.versionId, entry);
-    this.evict();
     const seconds = (performance.now() - t0) / 1000;
     this.options.metrics?.modelLoadDuration.observe(seconds);
     this.refreshInfo();
@@ -221,13 +222,16 @@ export class ModelCache {
   }
 
   private evict(): void {
+    let evicted = false;
     while (this.entries.size > this.options.capacity) {
+      evicted = true;
       const [oldest, entry] = this.entries.entries().next().value as [string, Entry];
       this.entries.delete(oldest);
       entry.evicted = true;
       if (entry.leases === 0) void entry.session.release().catch(() => undefined);
       this.options.log.info({ versionId: entry.versionId }, 'model version evicted');
     }
+    if (evicted) this.refreshInfo();
   }
 
   refreshInfo(): void {

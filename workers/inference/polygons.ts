@@ -37,10 +37,12 @@ export class BitMask {
 
 /** A closed ring of pixel-corner coordinates [x0, y0, x1, y1, …] (first point not repeated). */
 export type Ring = number[];
+/** A finished ring, stored compactly (scenes of tens of millions of vertices). */
+export type CompactRing = Int32Array;
 
 export interface PixelPolygon {
-  outer: Ring;
-  holes: Ring[];
+  outer: CompactRing;
+  holes: CompactRing[];
   /** Changed pixels of the region (outer area minus its holes). */
   pixels: number;
   /** Bounding box in pixels: [minX, minY, maxX, maxY] (corner coordinates). */
@@ -56,11 +58,16 @@ export interface TraceOptions {
   maxVertices?: number;
 }
 
-export interface TraceResult {
-  polygons: PixelPolygon[];
+export interface TraceSummary {
+  /** Polygons produced (regions of at least the minimum size). */
+  regions: number;
   /** All 4-connected changed regions, before the minimum-size filter. */
   regionsBeforeFilter: number;
   truncated: boolean;
+}
+
+export interface TraceResult extends TraceSummary {
+  polygons: PixelPolygon[];
 }
 
 // Directions: 0 east, 1 south, 2 west, 3 north (image coordinates, y down).
@@ -84,7 +91,7 @@ function leaves(mask: BitMask, vx: number, vy: number, d: number): boolean {
   }
 }
 
-function ringArea(ring: Ring): number {
+function ringArea(ring: ArrayLike<number>): number {
   let sum = 0;
   const n = ring.length / 2;
   for (let i = 0; i < n; i++) {
@@ -108,59 +115,178 @@ function ringBbox(ring: Ring): [number, number, number, number] {
   return [minX, minY, maxX, maxY];
 }
 
-/** Even-odd point-in-ring test (the point is a pixel centre, never on a ring's edge). */
-function contains(ring: Ring, x: number, y: number): boolean {
-  let inside = false;
-  const n = ring.length / 2;
-  for (let i = 0, j = n - 1; i < n; j = i++) {
-    const xi = ring[2 * i]!;
-    const yi = ring[2 * i + 1]!;
-    const xj = ring[2 * j]!;
-    const yj = ring[2 * j + 1]!;
-    if (yi > y !== yj > y && x < ((xj - xi) * (y - yi)) / (yj - yi) + xi) inside = !inside;
+/**
+ * The 4-connected components of the mask, as runs of changed pixels per row joined by union-find: memory grows with
+ * the number of runs, not of pixels. `componentAt` finds the component of a changed pixel, `pixels` its size.
+ */
+class Components {
+  /** Per row, the index of its first run in the run arrays (row y: rowStart[y] … rowStart[y + 1] − 1). */
+  private readonly rowStart: Int32Array;
+  // Columns fit in 16 bits (images are at most 65 536 wide; `lengths` holds end − start − 1): 8 bytes a run.
+  private starts: Uint16Array = new Uint16Array(1024);
+  private lengths: Uint16Array = new Uint16Array(1024);
+  private parent: Int32Array = new Int32Array(1024);
+  private runs = 0;
+
+  constructor(mask: BitMask) {
+    const { width: W, height: H, bits } = mask;
+    this.rowStart = new Int32Array(H + 1);
+    for (let y = 0; y < H; y++) {
+      this.rowStart[y] = this.runs;
+      let x = 0;
+      const base = y * W;
+      while (x < W) {
+        const i = base + x;
+        // Whole empty bytes at once.
+        if ((i & 7) === 0 && x + 8 <= W && bits[i >> 3] === 0) {
+          x += 8;
+          continue;
+        }
+        if ((bits[i >> 3]! & (1 << (i & 7))) === 0) {
+          x += 1;
+          continue;
+        }
+        const start = x;
+        while (x < W && (bits[(base + x) >> 3]! & (1 << ((base + x) & 7))) !== 0) x += 1;
+        this.addRun(start, x);
+      }
+      // Join with the overlapping runs of the row above (4-connectivity: the x ranges must overlap).
+      if (y > 0) {
+        let a = this.rowStart[y - 1]!;
+        const aEnd = this.rowStart[y]!;
+        for (let b = this.rowStart[y]!; b < this.runs; b++) {
+          while (a < aEnd && this.end(a) <= this.starts[b]!) a += 1;
+          const bEnd = this.end(b);
+          for (let k = a; k < aEnd && this.starts[k]! < bEnd; k++) this.union(k, b);
+        }
+      }
+    }
+    this.rowStart[H] = this.runs;
   }
-  return inside;
+
+  private addRun(start: number, end: number): void {
+    if (this.runs === this.starts.length) {
+      // Grown by half: less slack than doubling on scenes with millions of runs.
+      const capacity = Math.ceil(this.starts.length * 1.5);
+      const grow = <T extends Uint16Array | Int32Array>(a: T, make: (n: number) => T): T => {
+        const b = make(capacity);
+        b.set(a);
+        return b;
+      };
+      this.starts = grow(this.starts, (n) => new Uint16Array(n));
+      this.lengths = grow(this.lengths, (n) => new Uint16Array(n));
+      this.parent = grow(this.parent, (n) => new Int32Array(n));
+    }
+    this.starts[this.runs] = start;
+    this.lengths[this.runs] = end - start - 1;
+    this.parent[this.runs] = this.runs;
+    this.runs += 1;
+  }
+
+  private end(run: number): number {
+    return this.starts[run]! + this.lengths[run]! + 1;
+  }
+
+  private find(i: number): number {
+    let root = i;
+    while (this.parent[root] !== root) root = this.parent[root]!;
+    while (this.parent[i] !== root) {
+      const next = this.parent[i]!;
+      this.parent[i] = root;
+      i = next;
+    }
+    return root;
+  }
+
+  private union(a: number, b: number): void {
+    const ra = this.find(a);
+    const rb = this.find(b);
+    if (ra !== rb) this.parent[Math.max(ra, rb)] = Math.min(ra, rb);
+  }
+
+  /** The component (root run) of changed pixel (x, y). */
+  componentAt(x: number, y: number): number {
+    let lo = this.rowStart[y]!;
+    let hi = this.rowStart[y + 1]! - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      if (this.end(mid) <= x) lo = mid + 1;
+      else if (this.starts[mid]! > x) hi = mid - 1;
+      else return this.find(mid);
+    }
+    throw new Error(`pixel ${x},${y} is not changed`);
+  }
 }
 
 /**
- * Traces every boundary ring of the mask. Outer rings come out with positive shoelace area (clockwise on screen),
- * holes negative; each hole is attached to the smallest outer ring around it.
+ * Traces every boundary ring of the mask and yields each region's polygon as soon as it is complete, top to bottom:
+ * only the regions crossing the row being scanned are held, so polygons stream out of scenes of any size. Outer rings
+ * have positive shoelace area (clockwise on screen), holes negative. Each ring starts at the top edge of a changed
+ * pixel; that pixel's 4-connected component is the region the ring bounds — from outside for an outer ring, from
+ * inside a hole for a hole — so holes find their region without any point-in-polygon search, in time linear in the
+ * mask and its boundaries. A region is complete once the scan passes its last row (its holes start above it).
  */
-export function traceRegions(mask: BitMask, options: TraceOptions): TraceResult {
+export function* tracePolygons(mask: BitMask, options: TraceOptions): Generator<PixelPolygon, TraceSummary> {
   const { width: W, height: H } = mask;
-  // One visited bit per pixel edge: horizontal edges (H+1)×W, vertical edges H×(W+1).
+  const components = new Components(mask);
+  // One visited bit per horizontal pixel edge ((H+1)×W): rings are only ever started from horizontal edges.
   const hVisited = new Uint8Array(Math.ceil(((H + 1) * W) / 8));
-  const vVisited = new Uint8Array(Math.ceil((H * (W + 1)) / 8));
   const visit = (vx: number, vy: number, d: number): void => {
-    // The edge from (vx, vy) in direction d.
-    if (d === 0 || d === 2) {
-      const x = d === 0 ? vx : vx - 1;
-      const i = vy * W + x;
-      hVisited[i >> 3]! |= 1 << (i & 7);
-    } else {
-      const y = d === 1 ? vy : vy - 1;
-      const i = y * (W + 1) + vx;
-      vVisited[i >> 3]! |= 1 << (i & 7);
-    }
+    if (d !== 0 && d !== 2) return;
+    const i = vy * W + (d === 0 ? vx : vx - 1);
+    hVisited[i >> 3]! |= 1 << (i & 7);
   };
   const hSeen = (x: number, y: number): boolean => {
     const i = y * W + x;
     return (hVisited[i >> 3]! & (1 << (i & 7))) !== 0;
   };
 
-  const outers: { ring: Ring; area: number; bbox: [number, number, number, number]; holes: Ring[]; holeArea: number }[] = [];
-  const holes: { ring: Ring; area: number; probe: [number, number] }[] = [];
+  interface Open {
+    outer: CompactRing;
+    bbox: [number, number, number, number];
+    area: number;
+    holes: CompactRing[];
+    holeArea: number;
+  }
+  const open = new Map<number, Open>();
+  /** Components whose last row is y − 1, by y: complete when the scan reaches row y. */
+  const closing = new Map<number, number[]>();
   let vertices = 0;
   let truncated = false;
+  let regions = 0;
+  let regionsBeforeFilter = 0;
   const maxVertices = options.maxVertices ?? Number.POSITIVE_INFINITY;
+  const bits = mask.bits;
+  const finish = (component: number): PixelPolygon | null => {
+    const region = open.get(component);
+    if (!region) return null;
+    open.delete(component);
+    const pixels = Math.round(region.area - region.holeArea);
+    if (pixels < options.minRegionPixels) return null;
+    regions += 1;
+    return {
+      outer: Int32Array.from(simplifyRing(Array.from(region.outer), options.simplifyTolerance)),
+      holes: region.holes.map((h) => Int32Array.from(simplifyRing(Array.from(h), options.simplifyTolerance))),
+      pixels,
+      bbox: region.bbox,
+    };
+  };
 
   scan: for (let y = 0; y < H; y++) {
+    for (const component of closing.get(y) ?? []) {
+      const polygon = finish(component);
+      if (polygon) yield polygon;
+    }
+    closing.delete(y);
     for (let x = 0; x < W; x++) {
+      const i = y * W + x;
+      if ((i & 7) === 0 && x + 8 <= W && bits[i >> 3] === 0) {
+        x += 7;
+        continue;
+      }
       // Every ring, outer or hole, has at least one top edge of a changed pixel under an unchanged one.
       if (!mask.get(x, y) || mask.get(x, y - 1) || hSeen(x, y)) continue;
       const ring: Ring = [];
-      const startX = x;
-      const startY = y;
       let vx = x;
       let vy = y;
       let d = 0;
@@ -174,41 +300,46 @@ export function traceRegions(mask: BitMask, options: TraceOptions): TraceResult 
         const next = leaves(mask, vx, vy, right) ? right : leaves(mask, vx, vy, d) ? d : left;
         if (next !== d) ring.push(vx, vy);
         d = next;
-      } while (vx !== startX || vy !== startY || d !== 0);
+      } while (vx !== x || vy !== y || d !== 0);
       vertices += ring.length / 2;
+      const component = components.componentAt(x, y);
       const area = ringArea(ring);
-      if (area > 0) outers.push({ ring, area, bbox: ringBbox(ring), holes: [], holeArea: 0 });
-      // The unchanged pixel above the start edge lies inside the hole.
-      else holes.push({ ring, area: -area, probe: [x + 0.5, y - 0.5] });
+      if (area > 0) {
+        regionsBeforeFilter += 1;
+        const bbox = ringBbox(ring);
+        open.set(component, { outer: Int32Array.from(ring), bbox, area, holes: [], holeArea: 0 });
+        const list = closing.get(bbox[3]);
+        if (list) list.push(component);
+        else closing.set(bbox[3], [component]);
+      } else {
+        const region = open.get(component);
+        if (region) {
+          region.holes.push(Int32Array.from(ring));
+          region.holeArea -= area;
+        }
+      }
       if (vertices > maxVertices) {
         truncated = true;
         break scan;
       }
     }
   }
-
-  // Smallest enclosing outer ring first: sort outers by area and take the first that contains the probe.
-  const byArea = [...outers].sort((a, b) => a.area - b.area);
-  for (const hole of holes) {
-    const [px, py] = hole.probe;
-    const parent = byArea.find((o) => px > o.bbox[0] && px < o.bbox[2] && py > o.bbox[1] && py < o.bbox[3] && contains(o.ring, px, py));
-    if (!parent) continue; // cannot happen for a hole of a traced region; dropped rather than misattributed
-    parent.holes.push(hole.ring);
-    parent.holeArea += hole.area;
+  for (const component of [...open.keys()]) {
+    const polygon = finish(component);
+    if (polygon) yield polygon;
   }
+  return { regions, regionsBeforeFilter, truncated };
+}
 
+/** Every polygon of the mask at once (small masks and tests; see tracePolygons for streaming). */
+export function traceRegions(mask: BitMask, options: TraceOptions): TraceResult {
   const polygons: PixelPolygon[] = [];
-  for (const o of outers) {
-    const pixels = Math.round(o.area - o.holeArea);
-    if (pixels < options.minRegionPixels) continue;
-    polygons.push({
-      outer: simplifyRing(o.ring, options.simplifyTolerance),
-      holes: o.holes.map((h) => simplifyRing(h, options.simplifyTolerance)),
-      pixels,
-      bbox: o.bbox,
-    });
+  const trace = tracePolygons(mask, options);
+  for (;;) {
+    const next = trace.next();
+    if (next.done) return { ...next.value, polygons };
+    polygons.push(next.value);
   }
-  return { polygons, regionsBeforeFilter: outers.length, truncated };
 }
 
 function perpendicularDistance(px: number, py: number, ax: number, ay: number, bx: number, by: number): number {
@@ -270,7 +401,7 @@ export type Position = [number, number];
 
 /** GeoJSON rings (closed, first point repeated) in map or pixel coordinates, oriented by RFC 7946's right-hand rule. */
 export function toGeoJsonRings(polygon: PixelPolygon, transform: GeoTransform | null): Position[][] {
-  const convert = (ring: Ring, exterior: boolean): Position[] => {
+  const convert = (ring: ArrayLike<number>, exterior: boolean): Position[] => {
     const points: Position[] = [];
     for (let i = 0; i < ring.length; i += 2) {
       points.push(transform ? pixelToMap(transform, ring[i]!, ring[i + 1]!) : [ring[i]!, ring[i + 1]!]);

@@ -8,7 +8,7 @@ import { ImageDecodeError } from '../../lib/imaging/probe.js';
 import type { RasterInfo, RasterSource, SampleType } from '../../lib/imaging/raster-source.js';
 import type { ModelContract } from '../../lib/model/contract.js';
 import type { ChangeStatsPayload, PairErrorCode } from './contracts.js';
-import { BitMask, traceRegions, type TraceResult } from './polygons.js';
+import { BitMask, tracePolygons, type PixelPolygon, type TraceResult, type TraceSummary } from './polygons.js';
 
 /** A problem with the pair itself: permanent, reported to the user with its code. */
 export class PairInputError extends Error {
@@ -38,6 +38,8 @@ export interface ModelRunner {
 /** Receives finished rows top to bottom: mask 0/255 and change probability 0..1, `rows × width` each. */
 export interface RowSink {
   writeRows(y: number, rows: number, mask: Uint8Array, probability: Float32Array): Promise<void>;
+  /** Receives each change polygon as soon as it is traced (streamed); without it, the outcome lists them. */
+  writePolygon?(polygon: PixelPolygon): Promise<void>;
 }
 
 export interface ProcessOptions {
@@ -262,7 +264,17 @@ class RowWindow {
       this.data.copyWithin(0, drop * rowValues, this.count * rowValues);
       this.start += drop;
       this.count -= drop;
-      if (this.count === 0) this.start = from;
+    }
+    // Rows between the window and `from` are read and dropped (strips overlap, so this does not happen in a pass).
+    while (this.start + this.count < from) {
+      const skip = Math.min(READ_CHUNK_ROWS, from - (this.start + this.count));
+      try {
+        await this.source.readRows(skip);
+      } catch (error) {
+        if (error instanceof ImageDecodeError) throw pairErrorFromDecode(this.side, error);
+        throw error;
+      }
+      this.start += skip;
     }
     while (this.start + this.count < to) {
       const rows = Math.min(READ_CHUNK_ROWS, to - (this.start + this.count));
@@ -485,11 +497,23 @@ export async function processPair(
   timings.decode = windows.before.decodeSeconds + windows.after.decodeSeconds;
 
   const t0 = performance.now();
-  const trace = traceRegions(mask, {
+  const tracing = tracePolygons(mask, {
     minRegionPixels: options.minRegionPixels,
     simplifyTolerance: options.simplifyTolerance,
     maxVertices: options.maxPolygonVertices,
   });
+  const polygons: PixelPolygon[] = [];
+  let summary: TraceSummary;
+  for (;;) {
+    const next = tracing.next();
+    if (next.done) {
+      summary = next.value;
+      break;
+    }
+    if (sink.writePolygon) await sink.writePolygon(next.value);
+    else polygons.push(next.value);
+  }
+  const trace: TraceResult = { ...summary, polygons };
   timings.polygons = (performance.now() - t0) / 1000;
 
   let changedPixels = 0;
@@ -498,7 +522,7 @@ export async function processPair(
   const stats: ChangeStatsPayload = {
     changedPixels,
     changedFraction: changedPixels / (W * H),
-    regions: trace.polygons.length,
+    regions: trace.regions,
     areaSquareMeters: area,
     areaHectares: area === null ? null : area / 10_000,
   };

@@ -1,7 +1,9 @@
-// Writes a pair's outputs and reports on it. Rows arrive from the processor and go straight into streaming encoders
-// (PNG mask and probability map; GeoTIFF mask and float probability when the input is georeferenced) in a temporary
-// folder; once the pair is done, the polygons, stats and drift files join them and everything is uploaded under the
-// job's keys — the same keys on every delivery, so a redelivered message rewrites rather than adds. Reports to the jobs subgraph go to its durable queue (`jobs.pair-results`), confirmed by the broker.
+// Writes a pair's outputs and reports on it. Rows and polygons arrive from the processor as they are finished and go
+// straight into encoders — PNG mask and probability map, GeoTIFF mask and float probability when the input is
+// georeferenced, the GeoJSON of the changed regions — in memory for small scenes, through temporary files for large
+// ones. Once the pair is done, stats and drift join them and everything is uploaded under the job's keys: the same keys
+// on every delivery, so a redelivered message rewrites rather than adds. Reports to the jobs subgraph go to its durable
+// queue (`jobs.pair-results`), confirmed by the broker.
 import { randomUUID } from 'node:crypto';
 import { createReadStream, createWriteStream, type WriteStream } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
@@ -21,7 +23,7 @@ import {
   type PairError,
   type PairReport,
 } from './contracts.js';
-import { toGeoJsonRings } from './polygons.js';
+import { toGeoJsonRings, type PixelPolygon } from './polygons.js';
 import type { PairOutcome, RowSink } from './processor.js';
 
 const CONTENT_TYPES: Record<keyof typeof RESULT_FILES, string> = {
@@ -63,15 +65,18 @@ export const MEMORY_OUTPUT_PIXELS = 4 * 1024 * 1024;
 type FileParts = {
   kind: 'files';
   dir: string;
+  polygons: WriteStream;
   maskPng: PngRowWriter;
   probabilityPng: PngRowWriter;
   maskTiff: { writer: TiffRowWriter; sink: FileTiffSink } | null;
   probabilityTiff: { writer: TiffRowWriter; sink: FileTiffSink } | null;
 };
-type MemoryParts = { kind: 'memory'; mask: Uint8Array; probability8: Uint8Array; probability: Float32Array | null };
+type MemoryParts = { kind: 'memory'; mask: Uint8Array; probability8: Uint8Array; probability: Float32Array | null; polygons: string[] };
 
 /** The outputs of one pair while it is processed: a RowSink, then `finish` uploads everything. */
 export class PairOutputs implements RowSink {
+  private features = 0;
+
   private constructor(
     private readonly store: ObjectStore,
     private readonly prefix: string,
@@ -79,14 +84,21 @@ export class PairOutputs implements RowSink {
     private readonly parts: FileParts | MemoryParts,
   ) {}
 
-  static async open(store: ObjectStore, tmpDir: string, prefix: string, size: { width: number; height: number; georef: GeoReference | null }): Promise<PairOutputs> {
+  static async open(
+    store: ObjectStore,
+    tmpDir: string,
+    prefix: string,
+    size: { width: number; height: number; georef: GeoReference | null },
+    options: { memoryPixels?: number } = {},
+  ): Promise<PairOutputs> {
     const pixels = size.width * size.height;
-    if (pixels <= MEMORY_OUTPUT_PIXELS) {
+    if (pixels <= (options.memoryPixels ?? MEMORY_OUTPUT_PIXELS)) {
       return new PairOutputs(store, prefix, size, {
         kind: 'memory',
         mask: new Uint8Array(pixels),
         probability8: new Uint8Array(pixels),
         probability: size.georef ? new Float32Array(pixels) : null,
+        polygons: [geoJsonOpening(size.georef)],
       });
     }
     const dir = join(tmpDir, randomUUID());
@@ -98,9 +110,12 @@ export class PairOutputs implements RowSink {
       const writer = await TiffRowWriter.create(tiffOptions(size, name, sampleType), sink);
       return { writer, sink };
     };
+    const polygons = createWriteStream(path('polygons'));
+    await write(polygons, geoJsonOpening(size.georef));
     return new PairOutputs(store, prefix, size, {
       kind: 'files',
       dir,
+      polygons,
       maskPng: new PngRowWriter(png, createWriteStream(path('mask'))),
       probabilityPng: new PngRowWriter(png, createWriteStream(path('probability'))),
       maskTiff: size.georef ? await tiff('maskGeoTiff', 'uint8') : null,
@@ -127,6 +142,23 @@ export class PairOutputs implements RowSink {
     ]);
   }
 
+  /** Appends one change polygon to the GeoJSON, as the processor traces it. */
+  async writePolygon(polygon: PixelPolygon): Promise<void> {
+    this.features += 1;
+    const georef = this.size.georef;
+    const cell = georef ? pixelAreaSquareMeters(georef, (polygon.bbox[1] + polygon.bbox[3]) / 2) : null;
+    const area = cell === null ? null : polygon.pixels * cell;
+    const feature = {
+      type: 'Feature',
+      id: this.features,
+      properties: { region: this.features, pixels: polygon.pixels, areaSquareMeters: area, areaHectares: area === null ? null : area / 10_000, bbox: polygon.bbox },
+      geometry: { type: 'Polygon', coordinates: toGeoJsonRings(polygon, georef?.transform ?? null) },
+    };
+    const text = `${this.features > 1 ? ',' : ''}${JSON.stringify(feature)}`;
+    if (this.parts.kind === 'memory') this.parts.polygons.push(text);
+    else await write(this.parts.polygons, text);
+  }
+
   /** Finishes the files, writes polygons, stats and drift, uploads all of them; returns the result to report. */
   async finish(outcome: PairOutcome, meta: ResultMeta, timings: Record<string, number>): Promise<ChangeResultPayload> {
     const t0 = performance.now();
@@ -150,7 +182,8 @@ export class PairOutputs implements RowSink {
       const png = { width, height, colorType: 0 as const };
       bodies.set('mask', encodePngSync(png, parts.mask));
       bodies.set('probability', encodePngSync(png, parts.probability8));
-      bodies.set('polygons', Buffer.from([...polygonChunks(outcome, meta)].join('')));
+      parts.polygons.push(geoJsonClosing(outcome, meta));
+      bodies.set('polygons', Buffer.from(parts.polygons.join('')));
       if (georef) {
         bodies.set('maskGeoTiff', await encodeTiff(tiffOptions(this.size, 'maskGeoTiff', 'uint8'), parts.mask));
         bodies.set('probabilityGeoTiff', await encodeTiff(tiffOptions(this.size, 'probabilityGeoTiff', 'float32'), parts.probability!));
@@ -163,9 +196,8 @@ export class PairOutputs implements RowSink {
         await tiff.sink.close();
       }
       const file = (name: keyof typeof RESULT_FILES) => join(parts.dir, RESULT_FILES[name]);
-      const stream = createWriteStream(file('polygons'));
-      for (const chunk of polygonChunks(outcome, meta)) await write(stream, chunk);
-      await closeStream(stream);
+      await write(parts.polygons, geoJsonClosing(outcome, meta));
+      await closeStream(parts.polygons);
       for (const name of names) bodies.set(name, createReadStream(file(name)));
     }
     const encodeSeconds = (performance.now() - t0) / 1000;
@@ -222,6 +254,7 @@ export class PairOutputs implements RowSink {
     if (parts.kind === 'memory') return;
     parts.maskPng.abort();
     parts.probabilityPng.abort();
+    parts.polygons.destroy();
     await Promise.all([parts.maskTiff?.sink.close().catch(() => undefined), parts.probabilityTiff?.sink.close().catch(() => undefined)]);
     await rm(parts.dir, { recursive: true, force: true });
   }
@@ -238,52 +271,46 @@ function tiffOptions(size: { width: number; height: number; georef: GeoReference
   };
 }
 
-/** The GeoJSON FeatureCollection of the changed regions, piece by piece (one feature per piece). */
-function* polygonChunks(outcome: PairOutcome, meta: ResultMeta): Generator<string> {
-  const georef = outcome.georef;
-  const transform = georef?.transform ?? null;
+/**
+ * The GeoJSON FeatureCollection of the changed regions is written as it is traced: this opening (with the CRS), the
+ * features one by one, then the closing with what is known only at the end (counts) in the foreign member `lcd`.
+ */
+function geoJsonOpening(georef: GeoReference | null): string {
   const urn = georef ? crsUrn(georef.crs) : null;
-  const header = {
-    type: 'FeatureCollection',
-    ...(urn && { crs: { type: 'name', properties: { name: urn } } }),
-    lcd: {
-      coordinates: georef ? 'map' : 'pixel',
-      crs: georef ? describeCrs(georef.crs) : null,
-      width: outcome.width,
-      height: outcome.height,
-      modelName: meta.modelName,
-      modelVersionId: meta.modelVersionId,
-      threshold: meta.threshold,
-      minRegionPixels: meta.minRegionPixels,
-      simplifyTolerance: meta.simplifyTolerance,
-      regions: outcome.trace.polygons.length,
-      regionsBeforeFilter: outcome.trace.regionsBeforeFilter,
-      truncated: outcome.trace.truncated,
-    },
+  return `{"type":"FeatureCollection",${urn ? `"crs":${JSON.stringify({ type: 'name', properties: { name: urn } })},` : ''}"features":[`;
+}
+
+function geoJsonClosing(outcome: PairOutcome, meta: ResultMeta): string {
+  const georef = outcome.georef;
+  const lcd = {
+    coordinates: georef ? 'map' : 'pixel',
+    crs: georef ? describeCrs(georef.crs) : null,
+    width: outcome.width,
+    height: outcome.height,
+    modelName: meta.modelName,
+    modelVersionId: meta.modelVersionId,
+    threshold: meta.threshold,
+    minRegionPixels: meta.minRegionPixels,
+    simplifyTolerance: meta.simplifyTolerance,
+    regions: outcome.trace.regions,
+    regionsBeforeFilter: outcome.trace.regionsBeforeFilter,
+    truncated: outcome.trace.truncated,
   };
-  yield `${JSON.stringify(header).slice(0, -1)},"features":[`;
-  const pixelArea = (row: number): number | null => {
-    if (!georef || outcome.stats.areaSquareMeters === null) return null;
-    if (georef.crs.kind === 'projected') return outcome.stats.changedPixels > 0 ? outcome.stats.areaSquareMeters / outcome.stats.changedPixels : null;
-    // Geographic: the cell area at the region's latitude.
-    const t = georef.transform;
-    const [, lat1] = pixelToMap(t, 0, row);
-    const [, lat2] = pixelToMap(t, 0, row + 1);
-    const radius = 6_371_007.2;
-    return radius ** 2 * ((Math.abs(t[1]) * Math.PI) / 180) * Math.abs(Math.sin((lat1 * Math.PI) / 180) - Math.sin((lat2 * Math.PI) / 180));
-  };
-  for (const [i, polygon] of outcome.trace.polygons.entries()) {
-    const cell = pixelArea(Math.floor((polygon.bbox[1] + polygon.bbox[3]) / 2));
-    const area = cell === null ? null : polygon.pixels * cell;
-    const feature = {
-      type: 'Feature',
-      id: i + 1,
-      properties: { region: i + 1, pixels: polygon.pixels, areaSquareMeters: area, areaHectares: area === null ? null : area / 10_000, bbox: polygon.bbox },
-      geometry: { type: 'Polygon', coordinates: toGeoJsonRings(polygon, transform) },
-    };
-    yield `${i > 0 ? ',' : ''}${JSON.stringify(feature)}`;
+  return `],"lcd":${JSON.stringify(lcd)}}`;
+}
+
+const EARTH_RADIUS_M = 6_371_007.2;
+
+/** Ground area of one pixel at pixel row `row`: constant in a projected CRS, by latitude in a geographic one. */
+function pixelAreaSquareMeters(georef: GeoReference, row: number): number | null {
+  const t = georef.transform;
+  if (georef.crs.kind === 'projected' && georef.crs.metresPerUnit !== null) return Math.abs(t[1] * t[5] - t[2] * t[4]) * georef.crs.metresPerUnit ** 2;
+  if (georef.crs.kind === 'geographic' && t[2] === 0 && t[4] === 0) {
+    const [, lat1] = pixelToMap(t, 0, Math.floor(row));
+    const [, lat2] = pixelToMap(t, 0, Math.floor(row) + 1);
+    return EARTH_RADIUS_M ** 2 * ((Math.abs(t[1]) * Math.PI) / 180) * Math.abs(Math.sin((lat1 * Math.PI) / 180) - Math.sin((lat2 * Math.PI) / 180));
   }
-  yield ']}';
+  return null;
 }
 
 /** Reports on pairs to the jobs subgraph, one durable message each. */
