@@ -209,8 +209,9 @@ export class ModelRegistryService {
         tx,
         changes.flatMap((c) => {
           const event = stageEvent({ modelName: model.name, versionId: c.version.id, stage: c.to, tenant, previousStage: c.from, version: c.version.version, changedBy, reason });
-          // Also on the tenant's stream, for subscribers of every model's stage changes (modelVersionStageChanged).
-          return [event, { ...event, stream: `models:${tenant}` }];
+          // Also on the tenant's stream (its own routing key, so workers following `model.*.stage` see each change once),
+          // for subscribers of every model's stage changes (modelVersionStageChanged).
+          return [event, { ...event, stream: `models:${tenant}`, routingKey: `models.${tenant}.stage` }];
         }),
       );
       changed = true;
