@@ -1,8 +1,9 @@
 // Benchmark 4: detectChanges through the gateway on a 256×256 pair, as a client sees it: latency p50 and p99, and the
 // overhead over the model's own time (onnxruntime's time for the pair, from the result's stats). Target: at most
 // 30 ms overhead at p50. The whole platform runs in this process on the embedded defaults (PGlite, in-process broker,
-// local storage), as with `npm start`; the gateway's rate limit is off so that it does not pace the requests.
-//   npm run build && node dist/bench/inference-gateway.js [--requests 50] [--model bench|test]
+// local storage), as with `npm start`, or on PostgreSQL and RabbitMQ with DATABASE_URL (an empty database) and
+// AMQP_URL; the gateway's rate limit is off so that it does not pace the requests.
+//   npm run bench -- inference-gateway [--requests 50] [--model bench|test]
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,7 +19,17 @@ const model = await ensureTrainedModel(which === 'bench' ? BENCH_MODEL : TEST_MO
 if (!model.ok) throw new Error(model.reason);
 const stateDir = await mkdtemp(join(tmpdir(), 'lcd-bench-gateway-'));
 const platform = await startPlatform({
-  env: { NODE_ENV: 'production', RATE_LIMIT_ENABLED: 'false', LOG_LEVEL: 'warn', STATE_DIR: stateDir, SUPERGRAPH_CONFIG: join(repoRoot, 'supergraph.yaml'), INFERENCE_DEMO_MODEL: model.path },
+  env: {
+    NODE_ENV: 'production',
+    RATE_LIMIT_ENABLED: 'false',
+    LOG_LEVEL: 'warn',
+    STATE_DIR: stateDir,
+    SUPERGRAPH_CONFIG: join(repoRoot, 'supergraph.yaml'),
+    INFERENCE_DEMO_MODEL: model.path,
+    // PostgreSQL and RabbitMQ instead of PGlite and the in-process broker when given (a fresh, empty database).
+    DATABASE_URL: process.env.DATABASE_URL,
+    AMQP_URL: process.env.AMQP_URL,
+  },
   ephemeralPorts: true,
   stateDir: null,
 });

@@ -38,6 +38,8 @@ export interface GatewayOptions {
   host: string;
   /** Routing URL overrides by subgraph name (embedded mode passes the ports it started). */
   subgraphUrls?: Record<string, string | undefined>;
+  /** Runs just before the gateway binds its port (the platform frees the port it held for it here). */
+  beforeListen?: () => Promise<void>;
 }
 
 export interface RunningGateway extends RunningService {
@@ -202,6 +204,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     return checks;
   };
 
+  await options.beforeListen?.();
   const http = await startServiceServer({
     name: 'gateway',
     host: options.host,

@@ -40,27 +40,41 @@ export interface Platform {
   close(): Promise<void>;
 }
 
-/** A port free right now, for a server whose URL must be known before it listens (the gateway signs URLs with it). */
-export async function freePort(): Promise<number> {
+/**
+ * Holds a free port for a server whose URL must be known before it listens (the gateway signs URLs with it). The
+ * port stays bound until `release`, so that the servers started meanwhile on port 0 cannot be given it.
+ */
+export async function reservePort(): Promise<{ port: number; release(): Promise<void> }> {
   const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', resolve);
+  });
   const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
+  let released = false;
+  return {
+    port,
+    release: async () => {
+      if (released) return;
+      released = true;
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
 }
 
 export async function startPlatform(options: PlatformOptions): Promise<Platform> {
   let env = options.env;
-  if (options.ephemeralPorts) {
-    const port = await freePort();
-    env = { ...env, GATEWAY_PORT: String(port), PUBLIC_URL: `http://127.0.0.1:${port}` };
+  const reservation = options.ephemeralPorts ? await reservePort() : null;
+  if (reservation) env = { ...env, GATEWAY_PORT: String(reservation.port), PUBLIC_URL: `http://127.0.0.1:${reservation.port}` };
+  let loaded;
+  try {
+    const config = loadRuntimeConfig(env);
+    loaded = { config, gatewayConfig: loadGatewayConfig(env), inferenceConfig: loadInferenceConfig(env), trainingConfig: loadTrainingConfig(env), setups: subgraphSetups(env), runtime: await createRuntime(config) };
+  } catch (error) {
+    await reservation?.release();
+    throw error;
   }
-  const config = loadRuntimeConfig(env);
-  const gatewayConfig = loadGatewayConfig(env);
-  const inferenceConfig = loadInferenceConfig(env);
-  const trainingConfig = loadTrainingConfig(env);
-  const setups = subgraphSetups(env);
-  const runtime = await createRuntime(config);
+  const { config, gatewayConfig, inferenceConfig, trainingConfig, setups, runtime } = loaded;
   const started: { close(): Promise<void> }[] = [];
   try {
     const subgraphs = {} as Record<SubgraphName, RunningSubgraph<unknown>>;
@@ -92,6 +106,7 @@ export async function startPlatform(options: PlatformOptions): Promise<Platform>
       config: gatewayConfig,
       host: config.HOST,
       subgraphUrls: Object.fromEntries(SUBGRAPH_NAMES.map((n) => [n, subgraphs[n].url])),
+      beforeListen: reservation?.release,
     });
     return {
       runtime,
@@ -106,6 +121,7 @@ export async function startPlatform(options: PlatformOptions): Promise<Platform>
       },
     };
   } catch (error) {
+    await reservation?.release();
     for (const s of started.reverse()) await s.close().catch(() => undefined);
     await runtime.close().catch(() => undefined);
     throw error;
