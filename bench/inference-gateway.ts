@@ -6,7 +6,7 @@
 //   npm run bench -- inference-gateway [--requests 50] [--model bench|test]
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import 'reflect-metadata';
 import { issueDevToken } from '../lib/auth.js';
 import { BENCH_MODEL, ensureTrainedModel, repoRoot, TEST_MODEL } from '../lib/model/testing.js';
@@ -25,7 +25,8 @@ const platform = await startPlatform({
     LOG_LEVEL: 'warn',
     STATE_DIR: stateDir,
     SUPERGRAPH_CONFIG: join(repoRoot, 'supergraph.yaml'),
-    INFERENCE_DEMO_MODEL: model.path,
+    // The models subgraph registers it as the platform's Production version of lcd-demo as it starts.
+    DEMO_MODEL_DIR: dirname(model.path),
     // PostgreSQL and RabbitMQ instead of PGlite and the in-process broker when given (a fresh, empty database).
     DATABASE_URL: process.env.DATABASE_URL,
     AMQP_URL: process.env.AMQP_URL,

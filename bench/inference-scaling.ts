@@ -1,7 +1,7 @@
 // Benchmark 3: a batch pair of 1k, 4k, 8k and 16k pixels a side through the worker (in a fresh process per size):
 // wall time and peak resident memory. Targets: time linear in area (constant seconds per megapixel), memory flat,
 // at most 1.5 GB at 16k. The scenes tile a real LEVIR-CD pair and are written as PNG row by row.
-//   npm run build && node dist/bench/inference-scaling.js [--sizes 1024,4096,8192,16384] [--model test|bench]
+//   npm run bench -- inference-scaling [--sizes 1024,4096,8192,16384] [--model test|bench]
 // `--model test` (default) is the small test model (w=8, 64-px tiles), which keeps 16k to minutes on 2 cores;
 // `--model bench` is w=16 with 256-px tiles (the architecture's working size), about 8× slower per pixel.
 import { execFile } from 'node:child_process';

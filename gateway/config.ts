@@ -44,6 +44,8 @@ export const gatewayEnv = z
     AUDIT_QUEUE: z.string().regex(/^[A-Za-z0-9_.:-]{1,200}$/).default('monitoring.audit'),
     MAX_SUBSCRIPTIONS_PER_CONNECTION: z.coerce.number().int().min(1).max(10_000).default(100),
     MAX_PENDING_EVENTS_PER_SUBSCRIPTION: z.coerce.number().int().min(10).max(1_000_000).default(1000),
+    /** Bytes a subscriber's socket may hold unsent (it does not read) before it is closed with 4408. */
+    MAX_SUBSCRIPTION_BUFFER_BYTES: z.coerce.number().int().min(16 * 1024).max(1024 * 1024 * 1024).default(4 * 1024 * 1024),
   })
   .superRefine((config, ctx) => {
     for (const [field, cost] of Object.entries(config.RATE_LIMIT_COSTS)) {

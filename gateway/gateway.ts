@@ -235,9 +235,11 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     executeAs,
     registry,
     log,
+    operationLimits: limits,
     limits: {
       maxSubscriptionsPerConnection: config.MAX_SUBSCRIPTIONS_PER_CONNECTION,
       maxPendingEvents: config.MAX_PENDING_EVENTS_PER_SUBSCRIPTION,
+      maxBufferedBytes: config.MAX_SUBSCRIPTION_BUFFER_BYTES,
     },
   });
   log.info({ url: `${http.url}/graphql` }, 'gateway listening');

@@ -4,10 +4,8 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { startGateway, type RunningGateway } from '../gateway/gateway.js';
 import { loadGatewayConfig } from '../gateway/config.js';
-import { readFile } from 'node:fs/promises';
 import { subgraphSetups, SUBGRAPH_NAMES, type SubgraphName } from '../subgraphs/index.js';
-import { ensurePlatformModel, type ModelResolutionDeps } from '../subgraphs/models/model-resolution.rpc.js';
-import { loadInferenceConfig, type InferenceConfig } from '../workers/inference/config.js';
+import { loadInferenceConfig } from '../workers/inference/config.js';
 import { startInferenceWorker, type RunningInferenceWorker } from '../workers/inference/service.js';
 import { loadTrainingConfig } from '../training/service/config.js';
 import { startTrainingService, type RunningTrainingService } from '../training/service/service.js';
@@ -89,8 +87,8 @@ export async function startPlatform(options: PlatformOptions): Promise<Platform>
       });
       started.push(subgraphs[name]);
     }
-    // The demo model is registered platform-wide (tenant `*`), so that every tenant can run detectChanges at once.
-    await seedDemoModel(subgraphs.models, inferenceConfig, runtime);
+    // The models subgraph has registered the demo model platform-wide (tenant `*`) as it started (DEMO_MODEL,
+    // DEMO_MODEL_DIR: subgraphs/models/demo-model.ts), so that every tenant can run detectChanges at once.
     let inference: RunningInferenceWorker | null = null;
     if (options.inferenceWorker !== false) {
       inference = await startInferenceWorker({ runtime, config: inferenceConfig, host: config.HOST, port: options.ephemeralPorts ? 0 : inferenceConfig.INFERENCE_PORT });
@@ -126,17 +124,4 @@ export async function startPlatform(options: PlatformOptions): Promise<Platform>
     await runtime.close().catch(() => undefined);
     throw error;
   }
-}
-
-async function seedDemoModel(models: RunningSubgraph<unknown>, config: InferenceConfig, runtime: Runtime): Promise<void> {
-  if (!config.INFERENCE_DEMO_MODEL) return;
-  let bytes: Buffer;
-  try {
-    bytes = await readFile(config.INFERENCE_DEMO_MODEL);
-  } catch (error) {
-    runtime.log.warn({ err: error, path: config.INFERENCE_DEMO_MODEL }, 'demo model not found: detectChanges needs a registered model');
-    return;
-  }
-  const result = await ensurePlatformModel(models.deps as ModelResolutionDeps, models.db, runtime.store, { name: config.DEFAULT_MODEL_NAME, bytes });
-  runtime.log.info({ model: config.DEFAULT_MODEL_NAME, versionId: result.versionId, registered: result.registered }, 'demo model is the platform Production version');
 }

@@ -74,3 +74,54 @@ describe('event channel', () => {
     expect((await channel.next()).done).toBe(true);
   });
 });
+
+describe('event channel with a sink', () => {
+  it('hands live events over in order at once, and what was waiting first', async () => {
+    const seen: [number, boolean][] = [];
+    const channel = new EventChannel({
+      afterSequence: null,
+      replay: async () => [],
+      maxPending: 100,
+      isFinal: (e) => e.payload.status === 'SUCCEEDED',
+      onOverflow: () => undefined,
+      onError: () => undefined,
+    });
+    channel.push(event(1));
+    channel.attach((e, final) => seen.push([e.sequence, final]));
+    channel.push(event(2));
+    expect(seen).toEqual([
+      [1, false],
+      [2, false],
+    ]);
+    channel.push(event(3, { status: 'SUCCEEDED' }));
+    channel.push(event(4));
+    expect(seen.at(-1)).toEqual([3, true]);
+    expect(seen.length).toBe(3);
+    expect(channel.closed).toBe(true);
+  });
+
+  it('tries a failed replay again and keeps live events behind it in order', async () => {
+    const log = [1, 2, 3].map((s) => event(s));
+    let failures = 1;
+    const errors: unknown[] = [];
+    const seen: number[] = [];
+    const channel = new EventChannel({
+      afterSequence: 0,
+      replay: async (after) => {
+        if (failures-- > 0) throw new Error('owner unreachable');
+        return log.filter((e) => e.sequence > after);
+      },
+      maxPending: 100,
+      retryMs: 10,
+      onOverflow: () => undefined,
+      onError: (e) => errors.push(e),
+    });
+    channel.attach((e) => seen.push(e.sequence));
+    channel.push(event(4));
+    log.push(event(4));
+    for (let waited = 0; seen.length < 4 && waited < 2000; waited += 10) await new Promise((r) => setTimeout(r, 10));
+    expect(seen).toEqual([1, 2, 3, 4]);
+    expect(errors.length).toBe(1);
+    await channel.return();
+  });
+});

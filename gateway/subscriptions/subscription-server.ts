@@ -27,8 +27,10 @@ import { AuthError, type Identity, type TokenVerifier } from '../../lib/auth.js'
 import type { Broker, Subscription } from '../../lib/broker/broker.js';
 import { LOGGED_EVENT_TYPE, type LoggedEvent } from '../../lib/events/event-log.js';
 import { requestReplay } from '../../lib/events/replay-rpc.js';
+import { checkOperationLimits, inspectOperation, operationLimitError, type OperationLimits } from '../../lib/security/operation-limits.js';
 import { newTrace } from '../../lib/telemetry.js';
 import { EventChannel } from './event-channel.js';
+import { SharedResults, Subscriber } from './fan-out.js';
 import { entityQuery, EntityFetcher, type ExecuteAs } from './entity-fetcher.js';
 import { SUBSCRIPTION_FIELDS, type SubscriptionFieldSpec } from './fields.js';
 
@@ -63,6 +65,9 @@ export interface SubscriptionServerOptions {
   registry: Registry;
   log: Logger;
   limits?: Partial<SubscriptionLimits>;
+  /** The gateway's operation limits (tokens, root fields, aliases, depth, cost): a subscription document meets the
+   * same ones as an HTTP operation (each event re-runs its selection, so an oversized one costs on every event). */
+  operationLimits?: OperationLimits;
 }
 
 interface ConnectionState {
@@ -79,6 +84,8 @@ interface EventRoot {
 interface SubscriptionContext {
   identity: Identity;
   socket: WebSocket;
+  /** The graphql-ws id of the subscription (events are written to the socket under it). */
+  subscriptionId: string;
 }
 
 function tokenFrom(params: Record<string, unknown> | undefined): string | undefined {
@@ -101,6 +108,7 @@ export async function startSubscriptionServer(options: SubscriptionServerOptions
   });
   const fetcher = new EntityFetcher(options.executeAs);
 
+  const channelFields = new WeakMap<EventChannel, string>();
   // Streams followed by local subscribers; events for other streams are ignored.
   const channels = new Map<string, Set<EventChannel>>();
   const listen = (stream: string, channel: EventChannel) => {
@@ -108,7 +116,10 @@ export async function startSubscriptionServer(options: SubscriptionServerOptions
     if (!set) channels.set(stream, (set = new Set()));
     set.add(channel);
     active.inc();
+    let listening = true;
     return () => {
+      if (!listening) return;
+      listening = false;
       set.delete(channel);
       if (set.size === 0) channels.delete(stream);
       active.dec();
@@ -122,14 +133,22 @@ export async function startSubscriptionServer(options: SubscriptionServerOptions
     for (const channel of channels.get(event.stream) ?? []) channel.push(event);
   });
   // After a broker outage, live events may have been missed: every stream catches up from its event log.
+  // Caught up twice: when the connection is back, and when this gateway's private queue has been made again and bound
+  // (its name changes), since what was published before that went nowhere (it is in the log all the same).
   let brokerWasHealthy = true;
+  let queue = brokerSubscription.queue;
+  const resyncAll = (why: string) => {
+    log.info({ streams: channels.size, why }, 'resynchronising subscription streams from the event logs');
+    for (const set of channels.values()) for (const channel of set) channel.resync();
+  };
   const healthTimer = setInterval(() => {
     const healthy = broker.isHealthy();
-    if (healthy && !brokerWasHealthy) {
-      log.info({ streams: channels.size }, 'broker back: resynchronising subscription streams');
-      for (const set of channels.values()) for (const channel of set) channel.resync();
-    }
+    if (healthy && !brokerWasHealthy) resyncAll('broker connection back');
     brokerWasHealthy = healthy;
+    if (healthy && brokerSubscription.queue !== queue) {
+      queue = brokerSubscription.queue;
+      resyncAll('event queue re-made');
+    }
   }, 500);
   healthTimer.unref();
 
@@ -182,61 +201,53 @@ export async function startSubscriptionServer(options: SubscriptionServerOptions
           closed.inc({ reason: 'slow_consumer' });
           ctx.socket.close(CLOSE.slowConsumer.code, CLOSE.slowConsumer.reason);
         },
-        onError: (error) => log.warn({ err: error, stream }, 'subscription stream failed'),
+        onError: (error) => log.warn({ err: error, stream }, 'subscription stream failed; catching up again shortly'),
       });
+      channelFields.set(channel, name);
       stop = listen(stream, channel);
       const originalReturn = channel.return.bind(channel);
       channel.return = () => {
         stop();
         return originalReturn();
       };
-      return (async function* counted() {
-        try {
-          for await (const event of channel) {
-            lag.observe(Math.max(0, (Date.now() - Date.parse(event.occurredAt)) / 1000));
-            delivered.inc({ field: name });
-            yield event;
-          }
-        } finally {
-          stop();
-        }
-      })();
+      return channel;
     };
   }
 
-  // The same event, document, variables and access level give the same result: it is computed once and shared by
-  // every subscriber that asked for it (each one only pays for serialising it onto its socket).
-  const results = new Map<string, { at: number; result: Promise<ExecutionResult> }>();
+  // The same event, document, variables and access level give the same result: it is executed and serialised once
+  // and the same JSON goes to every subscriber that asked for it (see fan-out.ts).
+  const results = new SharedResults();
+  const deliveredBy = new Map<string, ReturnType<typeof delivered.labels>>();
   const sharedSubscribe = async (args: ExecutionArgs) => {
     const source = await createSourceEventStream(args);
-    if (!(Symbol.asyncIterator in source)) return source as ExecutionResult;
+    if (!(source instanceof EventChannel)) return source as ExecutionResult;
     const context = args.contextValue as SubscriptionContext;
     const access = `${context.identity.tenant}|${[...context.identity.roles].sort().join(',')}`;
-    const key = `${print(args.document)}|${args.operationName ?? ''}|${JSON.stringify(args.variableValues ?? {})}|${access}`;
-    const iterator = (source as AsyncIterable<LoggedEvent>)[Symbol.asyncIterator]();
-    return {
-      [Symbol.asyncIterator]() {
-        return this;
+    const group = `${print(args.document)}|${args.operationName ?? ''}|${JSON.stringify(args.variableValues ?? {})}|${access}`;
+    const field = channelFields.get(source) ?? 'unknown';
+    let counter = deliveredBy.get(field);
+    if (!counter) deliveredBy.set(field, (counter = delivered.labels(field)));
+    const deliveredCounter = counter;
+    const subscriber = new Subscriber({
+      socket: context.socket,
+      id: context.subscriptionId,
+      channel: source,
+      results,
+      group,
+      execute: (event) => execute({ ...args, rootValue: event }),
+      maxPending: limits.maxPendingEvents,
+      maxBufferedBytes: limits.maxBufferedBytes,
+      onSent: (loggedAt) => {
+        lag.observe(Math.max(0, (Date.now() - loggedAt) / 1000));
+        deliveredCounter.inc();
       },
-      async next(): Promise<IteratorResult<ExecutionResult>> {
-        const next = await iterator.next();
-        if (next.done) return { done: true, value: undefined };
-        const event = next.value;
-        const eventKey = `${event.stream}#${event.sequence}|${key}`;
-        const now = Date.now();
-        let hit = results.get(eventKey);
-        if (!hit || now - hit.at > 5_000) {
-          hit = { at: now, result: Promise.resolve(execute({ ...args, rootValue: event })) };
-          results.set(eventKey, hit);
-          if (results.size > 5_000) for (const [k, v] of results) if (now - v.at > 5_000) results.delete(k);
-        }
-        return { done: false, value: await hit.result };
+      onSlow: () => {
+        closed.inc({ reason: 'slow_consumer' });
+        context.socket.close(CLOSE.slowConsumer.code, CLOSE.slowConsumer.reason);
       },
-      async return(): Promise<IteratorResult<ExecutionResult>> {
-        await iterator.return?.();
-        return { done: true, value: undefined };
-      },
-    } satisfies AsyncIterableIterator<ExecutionResult>;
+    });
+    source.attach(subscriber.offer);
+    return subscriber;
   };
 
   const wss = new WebSocketServer({ server: options.httpServer, path: options.path, maxPayload: 64 * 1024 });
@@ -268,7 +279,7 @@ export async function startSubscriptionServer(options: SubscriptionServerOptions
         const state = states.get(ctx.extra.socket);
         if (state?.expiryTimer) clearTimeout(state.expiryTimer);
       },
-      onSubscribe: (ctx, _id, payload) => {
+      onSubscribe: (ctx, id, payload) => {
         const state = states.get(ctx.extra.socket);
         if (!state) return [new GraphQLError('Not authenticated', { extensions: { code: 'UNAUTHENTICATED' } })];
         const now = Date.now();
@@ -279,7 +290,8 @@ export async function startSubscriptionServer(options: SubscriptionServerOptions
           ctx.extra.socket.close(CLOSE.subscribeFlood.code, CLOSE.subscribeFlood.reason);
           return [new GraphQLError(CLOSE.subscribeFlood.reason, { extensions: { code: 'RATE_LIMITED' } })];
         }
-        if (Object.keys(ctx.subscriptions).length >= limits.maxSubscriptionsPerConnection) {
+        // graphql-ws has already entered this subscription in ctx.subscriptions: it counts itself.
+        if (Object.keys(ctx.subscriptions).length > limits.maxSubscriptionsPerConnection) {
           return [
             new GraphQLError(`At most ${limits.maxSubscriptionsPerConnection} subscriptions per connection`, {
               extensions: { code: 'OPERATION_LIMIT', limit: 'subscriptions', max: limits.maxSubscriptionsPerConnection },
@@ -288,12 +300,17 @@ export async function startSubscriptionServer(options: SubscriptionServerOptions
         }
         let document;
         try {
-          document = parse(payload.query, { maxTokens: 2000 });
+          document = parse(payload.query, { maxTokens: options.operationLimits?.tokens ?? 2000 });
         } catch (error) {
           return [new GraphQLError(`Invalid document: ${(error as Error).message}`, { extensions: { code: 'GRAPHQL_PARSE_FAILED' } })];
         }
         const errors = validate(schema, document);
         if (errors.length > 0) return errors.map((e) => new GraphQLError(e.message, { extensions: { code: 'GRAPHQL_VALIDATION_FAILED' } }));
+        if (options.operationLimits) {
+          const inspected = inspectOperation(schema, document, payload.operationName, payload.variables);
+          const over = inspected && checkOperationLimits(inspected.measure, options.operationLimits);
+          if (over) return [operationLimitError(over)];
+        }
         const operations = document.definitions.filter((d): d is OperationDefinitionNode => d.kind === 'OperationDefinition');
         const operation = payload.operationName ? operations.find((o) => o.name?.value === payload.operationName) : operations[0];
         if (operation?.operation !== 'subscription') {
@@ -304,16 +321,10 @@ export async function startSubscriptionServer(options: SubscriptionServerOptions
           document,
           operationName: payload.operationName,
           variableValues: payload.variables,
-          contextValue: { identity: state.identity, socket: ctx.extra.socket, trace: newTrace() },
+          contextValue: { identity: state.identity, socket: ctx.extra.socket, subscriptionId: id, trace: newTrace() },
           fieldResolver,
         };
         return args;
-      },
-      onNext: (ctx) => {
-        if (ctx.extra.socket.bufferedAmount > limits.maxBufferedBytes) {
-          closed.inc({ reason: 'slow_consumer' });
-          ctx.extra.socket.close(CLOSE.slowConsumer.code, CLOSE.slowConsumer.reason);
-        }
       },
     },
     wss,
@@ -322,8 +333,10 @@ export async function startSubscriptionServer(options: SubscriptionServerOptions
 
   return {
     fetcher,
+    results,
     async close() {
       clearInterval(healthTimer);
+      results.close();
       await disposable.dispose();
       wss.close();
       await brokerSubscription.close();

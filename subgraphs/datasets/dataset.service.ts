@@ -3,12 +3,14 @@ import { createHash } from 'node:crypto';
 import type { EntityManager } from '@mikro-orm/core';
 import { badInput, conflict, notFound } from '../../lib/errors.js';
 import { isSha256, isUuid } from '../../lib/ids.js';
+import { appendEvents } from '../../lib/events/event-log.js';
 import { decodeImage, isBinaryMask, type RasterImage } from '../../lib/imaging/decode.js';
 import { ImageDecodeError } from '../../lib/imaging/probe.js';
 import type { ObjectStore } from '../../lib/storage/object-store.js';
 import { DatasetEntity } from './dataset.entity.js';
 import { DatasetItemEntity } from './dataset-item.entity.js';
 import { DatasetVersionEntity } from './dataset-version.entity.js';
+import { datasetVersionCreatedEvent, PREVIOUS_VERSIONS_IN_EVENT } from './dataset-events.js';
 import { DatasetRepository } from './dataset.repository.js';
 import type { CreateDatasetInput, CreateUploadInput, DatasetItemInput } from './dataset.inputs.js';
 import { UploadEntity } from './upload.entity.js';
@@ -19,6 +21,8 @@ export interface DatasetServiceOptions {
   uploadUrlTtlSeconds: number;
   maxItemsPerVersion: number;
   imageLimits: { maxPixels: number; maxSide: number };
+  /** The event relay, kicked after a version's `dataset.version.created` event is committed. */
+  events?: { kick(): void };
 }
 
 export const UPLOAD_CONTENT_TYPES = ['image/png', 'image/jpeg', 'image/tiff', 'application/octet-stream', 'application/onnx'] as const;
@@ -172,7 +176,8 @@ export class DatasetService {
     const manifestKey = `datasets/${actor.tenant}/${dataset.id}/manifests/${id}.json`;
     await this.store.put(manifestKey, manifestBytes, { contentType: 'application/json' });
 
-    return em.transactional(async (tx) => {
+    let created = false;
+    const recorded = await em.transactional(async (tx) => {
       const locked = await this.repository.lockDataset(tx, actor.tenant, dataset.id);
       if (!locked) throw notFound('Dataset', dataset.id);
       const again = await this.repository.findVersion(tx, actor.tenant, id);
@@ -206,8 +211,31 @@ export class DatasetService {
           labelBytes: p.label?.size ?? null,
         }),
       );
+      const previous = await tx.find(
+        DatasetVersionEntity,
+        { dataset: locked.id, tenant: actor.tenant, id: { $ne: id } },
+        { fields: ['id'], orderBy: { number: 'desc' }, limit: PREVIOUS_VERSIONS_IN_EVENT },
+      );
+      // Logged in this transaction, published after commit: nobody hears of a version that was rolled back.
+      await appendEvents(tx, [
+        datasetVersionCreatedEvent({
+          tenant: actor.tenant,
+          datasetId: locked.id,
+          datasetName: locked.name,
+          versionId: id,
+          number: version.number,
+          itemCount: version.itemCount,
+          labelledCount: version.labelledCount,
+          synthetic: synthetic !== null,
+          createdBy: actor.subject,
+          previousVersionIds: previous.map((v) => v.id),
+        }),
+      ]);
+      created = true;
       return version;
     });
+    if (created) this.options.events?.kick();
+    return recorded;
   }
 
   private async resolveUploads(em: EntityManager, actor: Actor, items: DatasetItemInput[]) {

@@ -20,6 +20,7 @@ import { toJob } from './job.type.js';
 import { Migration0001Initial } from './migrations/0001-initial.js';
 import { Migration0002ChangeDetection } from './migrations/0002-change-detection.js';
 import { registerJobStateMetric, startPairResultsConsumer } from './pair-results.consumer.js';
+import { servePairResolution } from './pair-resolution.rpc.js';
 
 export interface JobsDeps {
   service: JobService;
@@ -75,7 +76,10 @@ export function jobsSubgraph(config: JobsConfig): SubgraphDefinition<JobsDeps> {
       relay.start();
       const replay = await serveReplay(runtime.broker, 'jobs', db.fork);
       const stopConsumer = await startPairResultsConsumer({ changes: deps.changes, repository: deps.repository, db, broker: runtime.broker });
+      // The monitoring subgraph scores labelled feedback against a pair's result (`jobs.resolve-pair`).
+      const stopPairResolution = await servePairResolution({ repository: deps.repository }, { db, runtime });
       return async () => {
+        await stopPairResolution();
         await stopConsumer();
         await replay.close();
         await relay.stop();

@@ -1,5 +1,6 @@
 import { parseConfig, portEnv, z, type Env } from '../../lib/config.js';
 import { VERSION_RESOLUTION_QUEUE } from '../datasets/version-resolution.rpc.js';
+import { EVALUATION_QUEUES } from './model-evaluation.contracts.js';
 import { TRAINING_QUEUES } from './training.contracts.js';
 
 const probability = (fallback: number) => z.coerce.number().min(0).max(1).default(fallback);
@@ -10,6 +11,9 @@ export const modelsEnv = z.object({
   TRAINING_REQUESTS_QUEUE: z.string().default(TRAINING_QUEUES.requests),
   TRAINING_EVENTS_QUEUE: z.string().default(TRAINING_QUEUES.events),
   DATASET_VERSION_RESOLUTION_QUEUE: z.string().default(VERSION_RESOLUTION_QUEUE),
+  /** Evaluation of versions by the inference workers: requests out, results in (the worker reads its queue from INFERENCE_EVALUATION_QUEUE). */
+  MODEL_EVALUATION_REQUESTS_QUEUE: z.string().default(EVALUATION_QUEUES.requests),
+  MODEL_EVALUATION_RESULTS_QUEUE: z.string().default(EVALUATION_QUEUES.results),
   /** Time limit of a run whose config sets no `timeLimitSeconds`. */
   TRAINING_TIME_LIMIT_SECONDS: z.coerce.number().int().positive().default(6 * 3600),
   TRAINING_MAX_TIME_LIMIT_SECONDS: z.coerce.number().int().positive().default(48 * 3600),

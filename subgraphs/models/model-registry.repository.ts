@@ -5,7 +5,10 @@ import { badInput } from '../../lib/errors.js';
 import { decodeCursor, paginate } from '../../lib/graphql/connection.js';
 import { isUuid } from '../../lib/ids.js';
 import { ModelStage, PLATFORM_TENANT, TrainingRunStatus } from './models.contracts.js';
+import { ModelHistoryKind, type PromotionStatus } from './lifecycle.contracts.js';
+import { ModelAliasEntity } from './model-alias.entity.js';
 import { ModelStageChangeEntity } from './model-stage-change.entity.js';
+import { PromotionRequestEntity } from './promotion-request.entity.js';
 import type { MetricInput } from './model-registry.inputs.js';
 import { ModelVersionEntity } from './model-version.entity.js';
 import { RegisteredModelEntity } from './registered-model.entity.js';
@@ -136,7 +139,69 @@ export class ModelRegistryRepository {
     return em.find(
       ModelStageChangeEntity,
       { registeredModel: registeredModelId, tenant: { $in: visibleTenants(tenant) } },
-      { orderBy: { changedAt: 'desc', id: 'desc' }, limit, populate: ['modelVersion'] },
+      { orderBy: { changedAt: 'desc', position: 'desc', id: 'desc' }, limit, populate: ['modelVersion', 'previousModelVersion'] },
+    );
+  }
+
+  /** The model's whole history (stage and alias changes), oldest first; `upTo` (inclusive) cuts it at a moment. */
+  history(em: EntityManager, tenant: string, registeredModelId: string, options: { upTo?: Date; stagesOnly?: boolean; limit?: number } = {}) {
+    return em.find(
+      ModelStageChangeEntity,
+      {
+        registeredModel: registeredModelId,
+        tenant: { $in: visibleTenants(tenant) },
+        ...(options.upTo ? { changedAt: { $lte: options.upTo } } : {}),
+        ...(options.stagesOnly ? { kind: ModelHistoryKind.STAGE } : {}),
+      },
+      { orderBy: { changedAt: 'asc', position: 'asc', id: 'asc' }, limit: options.limit, populate: ['modelVersion', 'previousModelVersion'] },
+    );
+  }
+
+  /** The newest history record of a model (read under the model's lock, to keep each model's times increasing). */
+  lastChange(em: EntityManager, registeredModelId: string) {
+    return em.findOne(ModelStageChangeEntity, { registeredModel: registeredModelId }, { orderBy: { changedAt: 'desc', position: 'desc' } });
+  }
+
+  /** Versions of a model created up to `upTo`, oldest first. */
+  versionsCreatedBy(em: EntityManager, tenant: string, registeredModelId: string, upTo: Date) {
+    return em.find(
+      ModelVersionEntity,
+      { registeredModel: registeredModelId, tenant: { $in: visibleTenants(tenant) }, createdAt: { $lte: upTo } },
+      { orderBy: { createdAt: 'asc', version: 'asc' } },
+    );
+  }
+
+  aliases(em: EntityManager, tenant: string, registeredModelId: string) {
+    return em.find(
+      ModelAliasEntity,
+      { registeredModel: registeredModelId, tenant: { $in: visibleTenants(tenant) } },
+      { orderBy: { alias: 'asc' }, populate: ['modelVersion'] },
+    );
+  }
+
+  findAlias(em: EntityManager, tenant: string, registeredModelId: string, alias: string) {
+    return em.findOne(ModelAliasEntity, { registeredModel: registeredModelId, tenant, alias }, { populate: ['modelVersion'], refresh: true });
+  }
+
+  findPromotionRequest(em: EntityManager, tenant: string, id: string) {
+    return em.findOne(PromotionRequestEntity, { id, tenant }, { populate: ['modelVersion', 'registeredModel'] });
+  }
+
+  /** Locks the request for the rest of the transaction: of two decisions at once, the second sees the first's. */
+  lockPromotionRequest(em: EntityManager, tenant: string, id: string) {
+    return em.findOne(PromotionRequestEntity, { id, tenant }, { lockMode: LockMode.PESSIMISTIC_WRITE, refresh: true });
+  }
+
+  pendingPromotionRequest(em: EntityManager, tenant: string, modelVersionId: string) {
+    return em.findOne(PromotionRequestEntity, { tenant, modelVersion: modelVersionId, status: 'PENDING' });
+  }
+
+  /** The model's requests, newest first. */
+  promotionRequests(em: EntityManager, tenant: string, registeredModelId: string, status: PromotionStatus | null, limit: number) {
+    return em.find(
+      PromotionRequestEntity,
+      { tenant, registeredModel: registeredModelId, ...(status ? { status } : {}) },
+      { orderBy: { createdAt: 'desc', id: 'desc' }, limit, populate: ['modelVersion', 'registeredModel'] },
     );
   }
 

@@ -19,6 +19,9 @@ import {
 import { ModelRegistryRepository } from './model-registry.repository.js';
 import { ModelVersionEntity } from './model-version.entity.js';
 import { ModelStageChangeEntity } from './model-stage-change.entity.js';
+import { ModelAliasEntity } from './model-alias.entity.js';
+import { ModelHistoryKind } from './lifecycle.contracts.js';
+import type { RegisteredModelEntity } from './registered-model.entity.js';
 import { stageEvent, type EventPublisher } from './model-events.js';
 import { appendEvents } from '../../lib/events/event-log.js';
 import { TrainingRunEntity } from './training-run.entity.js';
@@ -168,58 +171,146 @@ export class ModelRegistryService {
     if (!isUuid(versionId)) throw notFound('ModelVersion', versionId);
     let changed = false;
     const result = await em.transactional(async (tx) => {
-      const found = await this.repository.findOwnVersion(tx, tenant, versionId);
-      if (!found) throw notFound('ModelVersion', versionId);
-      // Stage changes of one model go one at a time: two promotions at once would each miss the other's version.
-      const model = await this.repository.lockRegisteredModel(tx, tenant, { id: found.registeredModel.id });
-      const version = await this.repository.findOwnVersion(tx, tenant, versionId, { refresh: true });
-      if (!version || !model) throw notFound('ModelVersion', versionId);
-      if (version.stage === stage) return version;
-      options.check?.(version);
-      const changes: { version: ModelVersionEntity; from: ModelStage; to: ModelStage }[] = [];
-      if (stage === ModelStage.PRODUCTION) {
-        const current = await this.repository.productionVersion(tx, tenant, version.registeredModel.id, { refresh: true });
-        if (current && current.tenant === tenant) {
-          current.stage = ModelStage.ARCHIVED;
-          changes.push({ version: current, from: ModelStage.PRODUCTION, to: ModelStage.ARCHIVED });
-          // Flushed on its own: the partial unique index is checked per statement, so the old row must leave first.
-          await tx.flush();
-        }
-      }
-      changes.push({ version, from: version.stage, to: stage });
-      version.stage = stage;
-      await tx.flush();
-      const changedBy = options.changedBy ?? 'system';
-      const reason = options.reason ?? '';
-      // One millisecond apart, so that the history (newest first) lists the archived version after the promoted one.
-      const at = Date.now();
-      changes.forEach((change, i) => {
-        tx.create(ModelStageChangeEntity, {
-          tenant,
-          registeredModel: model,
-          modelVersion: change.version,
-          fromStage: change.from,
-          toStage: change.to,
-          changedBy,
-          reason,
-          changedAt: new Date(at + i),
-        });
-      });
-      await appendEvents(
-        tx,
-        changes.flatMap((c) => {
-          const event = stageEvent({ modelName: model.name, versionId: c.version.id, stage: c.to, tenant, previousStage: c.from, version: c.version.version, changedBy, reason });
-          // Also on the tenant's stream (its own routing key, so workers following `model.*.stage` see each change once),
-          // for subscribers of every model's stage changes (modelVersionStageChanged).
-          return [event, { ...event, stream: `models:${tenant}`, routingKey: `models.${tenant}.stage` }];
-        }),
-      );
-      changed = true;
+      const { model, version } = await this.lockOwnVersion(tx, tenant, versionId);
+      changed = await this.applyStage(tx, model, version, stage, options);
       return version;
     });
-    if (changed) this.events?.kick();
+    if (changed) this.notify();
     return result;
   }
+
+  /**
+   * Locks the model of a version the tenant owns (stage and alias changes of one model go one at a time: two
+   * promotions at once would each miss the other's version) and reads the version again under that lock.
+   */
+  async lockOwnVersion(tx: EntityManager, tenant: string, versionId: string): Promise<{ model: RegisteredModelEntity; version: ModelVersionEntity }> {
+    const found = isUuid(versionId) ? await this.repository.findOwnVersion(tx, tenant, versionId) : null;
+    if (!found) throw notFound('ModelVersion', versionId);
+    const model = await this.repository.lockRegisteredModel(tx, tenant, { id: found.registeredModel.id });
+    const version = await this.repository.findOwnVersion(tx, tenant, versionId, { refresh: true });
+    if (!version || !model) throw notFound('ModelVersion', versionId);
+    return { model, version };
+  }
+
+  /**
+   * The stage change itself, inside the caller's transaction with the model locked (see lockOwnVersion). Returns
+   * false when the version is in that stage already (nothing recorded). Call `notify()` after the commit.
+   */
+  async applyStage(tx: EntityManager, model: RegisteredModelEntity, version: ModelVersionEntity, stage: ModelStage, options: StageChangeOptions = {}): Promise<boolean> {
+    if (version.stage === stage) return false;
+    options.check?.(version);
+    const changes: HistoryEntry[] = [];
+    if (stage === ModelStage.PRODUCTION) {
+      const current = await this.repository.productionVersion(tx, model.tenant, model.id, { refresh: true });
+      if (current && current.tenant === model.tenant && current.id !== version.id) {
+        current.stage = ModelStage.ARCHIVED;
+        changes.push({ kind: ModelHistoryKind.STAGE, version: current, from: ModelStage.PRODUCTION, to: ModelStage.ARCHIVED });
+        // Flushed on its own: the partial unique index is checked per statement, so the old row must leave first.
+        await tx.flush();
+      }
+    }
+    changes.push({ kind: ModelHistoryKind.STAGE, version, from: version.stage, to: stage });
+    version.stage = stage;
+    await tx.flush();
+    await this.recordHistory(tx, model, changes, { changedBy: options.changedBy ?? 'system', reason: options.reason ?? '' });
+    return true;
+  }
+
+  /**
+   * Points `alias` of the version's model at the version (moving it from another version of the model if it pointed
+   * there), inside the caller's transaction with the model locked. Returns false when it points there already.
+   */
+  async applyAlias(tx: EntityManager, model: RegisteredModelEntity, version: ModelVersionEntity, alias: string, who: { changedBy: string; reason: string }): Promise<boolean> {
+    const existing = await this.repository.findAlias(tx, model.tenant, model.id, alias);
+    if (existing && existing.modelVersion.id === version.id) return false;
+    let previous: ModelVersionEntity | null = null;
+    if (existing) {
+      previous = await tx.findOneOrFail(ModelVersionEntity, { id: existing.modelVersion.id }, { refresh: true });
+      previous.aliases = previous.aliases.filter((a) => a !== alias);
+      existing.modelVersion = version;
+      existing.updatedBy = who.changedBy;
+      existing.updatedAt = new Date();
+    } else {
+      tx.create(ModelAliasEntity, { tenant: model.tenant, registeredModel: model, alias, modelVersion: version, updatedBy: who.changedBy });
+    }
+    version.aliases = [...version.aliases.filter((a) => a !== alias), alias].sort();
+    await tx.flush();
+    await this.recordHistory(tx, model, [{ kind: ModelHistoryKind.ALIAS_SET, version, from: version.stage, to: version.stage, alias, previousVersion: previous }], who);
+    return true;
+  }
+
+  /** Removes `alias` from the model, inside the caller's transaction with the model locked; returns the version it named. */
+  async applyAliasRemoval(tx: EntityManager, model: RegisteredModelEntity, alias: string, who: { changedBy: string; reason: string }): Promise<ModelVersionEntity> {
+    const existing = await this.repository.findAlias(tx, model.tenant, model.id, alias);
+    if (!existing) throw notFound('ModelAlias', alias);
+    const version = await tx.findOneOrFail(ModelVersionEntity, { id: existing.modelVersion.id }, { refresh: true });
+    version.aliases = version.aliases.filter((a) => a !== alias);
+    tx.remove(existing);
+    await tx.flush();
+    await this.recordHistory(tx, model, [{ kind: ModelHistoryKind.ALIAS_REMOVED, version, from: version.stage, to: version.stage, alias }], who);
+    return version;
+  }
+
+  /**
+   * Appends history records and their `model.<name>.stage` events in the caller's transaction. The records of one
+   * call share one instant (a promotion and the archiving it causes happen together: no moment with none or two
+   * Production versions) and are ordered by position; instants of one model only increase, under the model's lock.
+   */
+  private async recordHistory(tx: EntityManager, model: RegisteredModelEntity, entries: HistoryEntry[], who: { changedBy: string; reason: string }): Promise<void> {
+    const last = await this.repository.lastChange(tx, model.id);
+    const at = new Date(Math.max(Date.now(), last ? last.changedAt.getTime() + 1 : 0));
+    entries.forEach((entry, position) => {
+      tx.create(ModelStageChangeEntity, {
+        tenant: model.tenant,
+        registeredModel: model,
+        modelVersion: entry.version,
+        kind: entry.kind,
+        fromStage: entry.from,
+        toStage: entry.to,
+        alias: entry.alias ?? null,
+        previousModelVersion: entry.previousVersion ?? null,
+        changedBy: who.changedBy,
+        reason: who.reason,
+        changedAt: at,
+        position,
+      });
+    });
+    const tenant = model.tenant;
+    await appendEvents(
+      tx,
+      entries.flatMap((entry) => {
+        const event = stageEvent({
+          modelName: model.name,
+          versionId: entry.version.id,
+          stage: entry.to,
+          tenant,
+          previousStage: entry.from,
+          version: entry.version.version,
+          changedBy: who.changedBy,
+          reason: who.reason,
+          // Alias changes travel as stage events too (the stage unchanged), so that whoever serves by alias reloads.
+          ...(entry.kind === ModelHistoryKind.STAGE ? {} : { change: entry.kind, alias: entry.alias, previousVersionId: entry.previousVersion?.id ?? null }),
+        });
+        // Also on the tenant's stream (its own routing key, so workers following `model.*.stage` see each change once),
+        // for subscribers of every model's stage changes (modelVersionStageChanged).
+        return [event, { ...event, stream: `models:${tenant}`, routingKey: `models.${tenant}.stage` }];
+      }),
+    );
+  }
+
+  /** Publishes what the last transactions appended (call after they commit). */
+  notify(): void {
+    this.events?.kick();
+  }
+}
+
+interface HistoryEntry {
+  kind: ModelHistoryKind;
+  version: ModelVersionEntity;
+  from: ModelStage;
+  to: ModelStage;
+  alias?: string;
+  previousVersion?: ModelVersionEntity | null;
 }
 
 export interface StageChangeOptions {

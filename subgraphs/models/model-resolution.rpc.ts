@@ -42,6 +42,10 @@ export const modelResolutionReplySchema = z.discriminatedUnion('found', [
     sha256: z.string(),
     byteSize: z.number().int(),
     contract: z.record(z.string(), z.unknown()),
+    /** The version's evaluation metrics (f1, iou, …); absent in replies of older models subgraphs. */
+    metrics: z.record(z.string(), z.number()).optional(),
+    /** Object-store key of the version's reference_stats.json (drift monitoring); null when it has none. */
+    referenceStatsKey: z.string().nullable().optional(),
   }),
   z.object({ found: z.literal(false), reason: z.string() }),
 ]);
@@ -64,6 +68,8 @@ function found(version: ModelVersionEntity, modelName: string): ModelResolutionR
     sha256: version.sha256,
     byteSize: version.byteSize,
     contract: version.contract as unknown as Record<string, unknown>,
+    metrics: { ...version.metrics },
+    referenceStatsKey: version.referenceStatsKey ?? null,
   };
 }
 

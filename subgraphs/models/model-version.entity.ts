@@ -9,6 +9,7 @@ import {
   type GateDecision,
   type ModelVersionSource,
 } from './models.contracts.js';
+import type { EvaluationRecord } from './model-evaluation.contracts.js';
 import { RegisteredModelEntity } from './registered-model.entity.js';
 import { TrainingRunEntity } from './training-run.entity.js';
 
@@ -26,7 +27,7 @@ import { TrainingRunEntity } from './training-run.entity.js';
     'create unique index "model_version_one_production_unique" on "models"."model_version" ("registered_model_id") where "stage" = \'PRODUCTION\'',
 })
 export class ModelVersionEntity {
-  [OptionalProps]?: 'id' | 'stage' | 'aliases' | 'metrics' | 'trainingRun' | 'createdAt' | 'updatedAt' | 'gate' | 'referenceStatsKey' | 'mlflowVersion';
+  [OptionalProps]?: 'id' | 'stage' | 'aliases' | 'metrics' | 'trainingRun' | 'createdAt' | 'updatedAt' | 'gate' | 'referenceStatsKey' | 'mlflowVersion' | 'evaluation';
 
   @PrimaryKey({ type: 'uuid' })
   id: string = randomUUID();
@@ -77,6 +78,13 @@ export class ModelVersionEntity {
   /** The evaluation gate's decision, for trained versions. */
   @Property({ type: 'json', nullable: true })
   gate: GateDecision | null = null;
+
+  /**
+   * Its evaluation on the model's frozen evaluation dataset version (model-evaluation.service.ts): pending, the metrics
+   * and confusion counts, or why it failed. Uploaded versions are gated on it.
+   */
+  @Property({ type: 'json', nullable: true })
+  evaluation: EvaluationRecord | null = null;
 
   /** Object key of the drift reference statistics computed on the training split. */
   @Property({ type: 'text', nullable: true })

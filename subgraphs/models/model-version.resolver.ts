@@ -1,16 +1,19 @@
 import { Arg, Args, Ctx, FieldResolver, ID, Mutation, Query, Resolver, Root } from 'type-graphql';
 import type { RequestContext } from '../../lib/graphql/subgraph.js';
+import { ModelEvaluationService } from './model-evaluation.service.js';
 import { ModelLifecycleService } from './model-lifecycle.service.js';
 import { PageArgs, RegisterModelVersionInput } from './model-registry.inputs.js';
 import { ModelStage } from './models.contracts.js';
 import { ModelRegistryRepository } from './model-registry.repository.js';
 import { ModelRegistryService } from './model-registry.service.js';
 import {
+  ModelAlias,
   ModelVersion,
   ModelVersionConnection,
   RegisteredModel,
   RegisteredModelConnection,
   StageChange,
+  toModelAlias,
   toModelVersion,
   toRegisteredModel,
   toStageChange,
@@ -52,14 +55,25 @@ export class RegisteredModelResolver {
     return production ? toModelVersion(production) : null;
   }
 
-  @FieldResolver(() => [StageChange], { description: 'Stage changes of its versions, newest first (at most 100): which version served when' })
+  @FieldResolver(() => [StageChange], { description: 'Stage and alias changes of its versions, newest first (at most 100); the root stageHistory lists all, oldest first' })
   async stageHistory(@Root() model: RegisteredModel, @Ctx() ctx: RequestContext) {
     return (await this.repository.stageHistory(ctx.em, ctx.identity.tenant, model.id)).map(toStageChange);
   }
 
-  @Mutation(() => ModelVersion, { description: 'Restores the version that was in Production before the current one (approver role); returns it' })
-  async rollbackModel(@Arg('name') name: string, @Ctx() ctx: RequestContext) {
-    return toModelVersion(await this.lifecycle.rollback(ctx.em, ctx.identity, name));
+  @FieldResolver(() => [ModelAlias], { description: 'Its aliases (champion, challenger, …) and the version each names' })
+  async aliases(@Root() model: RegisteredModel, @Ctx() ctx: RequestContext) {
+    return (await this.repository.aliases(ctx.em, ctx.identity.tenant, model.id)).map(toModelAlias);
+  }
+
+  @Mutation(() => ModelVersion, {
+    description: 'Restores the version that was in Production before the current one and archives the current one (approver role); returns it',
+  })
+  async rollbackModel(
+    @Arg('modelName') modelName: string,
+    @Arg('reason', () => String, { nullable: true, description: 'Kept in the history' }) reason: string | null | undefined,
+    @Ctx() ctx: RequestContext,
+  ) {
+    return toModelVersion(await this.lifecycle.rollback(ctx.em, ctx.identity, modelName, reason));
   }
 }
 
@@ -69,6 +83,7 @@ export class ModelVersionResolver {
     private readonly service: ModelRegistryService,
     private readonly repository: ModelRegistryRepository,
     private readonly lifecycle: ModelLifecycleService,
+    private readonly evaluations: ModelEvaluationService,
   ) {}
 
   @Query(() => ModelVersion)
@@ -77,14 +92,17 @@ export class ModelVersionResolver {
   }
 
   @Mutation(() => ModelVersion, {
-    description: 'Registers your own ONNX file (uploaded with createUpload) as a new version, stage NONE; refused with BAD_USER_INPUT when it breaks the model-file contract',
+    description:
+      "Registers your own ONNX file (uploaded with createUpload) as a new version, stage NONE, and has it evaluated on the model's evaluation dataset (evaluation PENDING); it moves to STAGING when it passes the gate. Refused with BAD_USER_INPUT when it breaks the model-file contract",
   })
   async registerModelVersion(@Arg('input') input: RegisterModelVersionInput, @Ctx() ctx: RequestContext) {
-    return toModelVersion(await this.lifecycle.registerUploaded(ctx.em, ctx.identity, input));
+    const version = await this.lifecycle.registerUploaded(ctx.em, ctx.identity, input);
+    return toModelVersion(await this.evaluations.evaluateRegistered(ctx.em, ctx.identity, version));
   }
 
   @Mutation(() => ModelVersion, {
-    description: 'Moves a version to a stage: NONE, STAGING or ARCHIVED (ml-engineer), PRODUCTION (approver; archives the previous Production version)',
+    description:
+      'Moves a version to NONE, STAGING or ARCHIVED (ml-engineer; taking the Production version out needs the approver role). PRODUCTION is refused: use requestPromotion',
   })
   async transitionModelVersion(
     @Arg('id', () => ID) id: string,

@@ -6,12 +6,13 @@ import { allow, canRead, hasCapability, isApprover, isMlEngineer, sameAsParent }
 import { ModelStage } from './models.contracts.js';
 
 /**
- * Moving a version to PRODUCTION needs the approver role, any other stage the ml-engineer role. (Taking the
- * Production version out of Production also needs the approver role; only the service knows the current stage.)
+ * Moving a version between NONE, STAGING and ARCHIVED needs the ml-engineer role. PRODUCTION is never reached this
+ * way: engineers and approvers get through to the service, which refuses it and points to requestPromotion. (Taking
+ * the Production version out of Production also needs the approver role; only the service knows the current stage.)
  */
 export const canTransition = rule('can-transition-model-version', { cache: 'strict' })((_parent, args: { stage?: string }, ctx: RequestContext) => {
   const roles = ctx.identity?.roles ?? [];
-  if (args.stage === ModelStage.PRODUCTION) return hasCapability(roles, 'approver') ? true : forbidden('Promoting to PRODUCTION needs the approver role');
+  if (args.stage === ModelStage.PRODUCTION && hasCapability(roles, 'approver')) return true;
   return hasCapability(roles, 'ml-engineer') ? true : forbidden('This needs the ml-engineer role');
 });
 
@@ -23,6 +24,10 @@ export const modelsPermissions: IRules = {
     registeredModels: canRead,
     registeredModel: canRead,
     modelVersion: canRead,
+    promotionRequests: canRead,
+    promotionRequest: canRead,
+    stageHistory: canRead,
+    modelVersionAt: canRead,
   },
   Mutation: {
     startTraining: isMlEngineer,
@@ -30,6 +35,14 @@ export const modelsPermissions: IRules = {
     registerModelVersion: isMlEngineer,
     transitionModelVersion: canTransition,
     rollbackModel: isApprover,
+    // Four eyes (the decider is not the requester) is the service's rule, on top of the role.
+    requestPromotion: isMlEngineer,
+    approvePromotion: isApprover,
+    rejectPromotion: isApprover,
+    setModelAlias: isMlEngineer,
+    removeModelAlias: isMlEngineer,
+    setEvaluationDataset: isMlEngineer,
+    evaluateModelVersion: isMlEngineer,
   },
   TrainingRun: canRead,
   Subscription: {
@@ -44,7 +57,15 @@ export const modelsPermissions: IRules = {
   Metric: sameAsParent,
   Artifact: sameAsParent,
   GateDecision: sameAsParent,
+  ModelEvaluation: sameAsParent,
+  ConfusionCounts: sameAsParent,
+  EvaluationDataset: sameAsParent,
   StageChange: sameAsParent,
+  ModelAlias: sameAsParent,
+  PromotionRequest: sameAsParent,
+  PromotionEvidence: sameAsParent,
+  EvaluationEvidence: sameAsParent,
+  DriftReportEvidence: sameAsParent,
   TrainingRunConnection: sameAsParent,
   TrainingRunEdge: sameAsParent,
   RegisteredModelConnection: sameAsParent,

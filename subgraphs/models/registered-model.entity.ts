@@ -9,7 +9,7 @@ import { randomUUID } from 'node:crypto';
 })
 @Unique({ properties: ['tenant', 'name'] })
 export class RegisteredModelEntity {
-  [OptionalProps]?: 'id' | 'description' | 'createdAt' | 'updatedAt' | 'latestVersionNumber';
+  [OptionalProps]?: 'id' | 'description' | 'createdAt' | 'updatedAt' | 'latestVersionNumber' | 'evaluationDatasetVersionId';
 
   @PrimaryKey({ type: 'uuid' })
   id: string = randomUUID();
@@ -29,6 +29,13 @@ export class RegisteredModelEntity {
 
   @Property({ type: 'timestamptz', onUpdate: () => new Date() })
   updatedAt: Date = new Date();
+
+  /**
+   * The frozen dataset version its versions are evaluated on (setEvaluationDataset); null: the dataset version of the
+   * training run of the Production version, else of the latest trained version.
+   */
+  @Property({ type: 'text', nullable: true })
+  evaluationDatasetVersionId: string | null = null;
 
   /** Number of the newest version (0 before the first); incremented under a row lock. */
   @Property({ type: 'integer' })

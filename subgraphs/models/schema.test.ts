@@ -120,11 +120,14 @@ describe('models schema', () => {
       'name: String!',
       'description: String!',
       'platformWide: Boolean!',
+      'evaluationDatasetVersionId: String',
       'createdAt: DateTimeISO!',
+      'evaluationDataset: EvaluationDataset',
       'versions(first: Int, after: String): ModelVersionConnection!',
       'latestVersion: ModelVersion',
       'productionVersion: ModelVersion',
       'stageHistory: [StageChange!]!',
+      'aliases: [ModelAlias!]!',
     ]);
     expect(fieldsOf('ModelVersion')).toEqual([
       'id: ID!',
@@ -139,6 +142,7 @@ describe('models schema', () => {
       'source: ModelVersionSource!',
       'gate: GateDecision',
       'referenceStatsKey: String',
+      'evaluation: ModelEvaluation',
       'createdBy: String!',
       'createdAt: DateTimeISO!',
       'registeredModel: RegisteredModel!',

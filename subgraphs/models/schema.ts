@@ -12,11 +12,20 @@ import { Migration0001Initial } from './migrations/0001-initial.js';
 import { Migration0002TrainingPipeline } from './migrations/0002-training-pipeline.js';
 import { MlflowClient } from './mlflow-client.js';
 import { MlflowMirror, startMlflowMirror } from './mlflow-mirror.js';
+import { Migration0005Evaluation } from './migrations/0005-evaluation.js';
+import { consumeEvaluationResults } from './model-evaluation.consumer.js';
+import { ModelEvaluationResolver } from './model-evaluation.resolver.js';
+import { ModelEvaluationService } from './model-evaluation.service.js';
 import { ModelLifecycleService } from './model-lifecycle.service.js';
 import { ModelRegistryRepository } from './model-registry.repository.js';
 import { ModelRegistryService } from './model-registry.service.js';
 import { serveModelResolution } from './model-resolution.rpc.js';
+import { serveRetraining } from './retraining.consumer.js';
 import { ModelStageChangeEntity } from './model-stage-change.entity.js';
+import { ModelAliasEntity } from './model-alias.entity.js';
+import { PromotionRequestEntity } from './promotion-request.entity.js';
+import { ModelLifecycleResolver } from './model-lifecycle.resolver.js';
+import { Migration0004Lifecycle } from './migrations/0004-lifecycle.js';
 import { ModelVersionEntity } from './model-version.entity.js';
 import { ModelVersionResolver, RegisteredModelResolver } from './model-version.resolver.js';
 import { toModelVersion, toRegisteredModel } from './model-version.type.js';
@@ -34,6 +43,7 @@ export interface ModelsDeps {
   repository: ModelRegistryRepository;
   trainingRuns: TrainingRunService;
   lifecycle: ModelLifecycleService;
+  evaluations: ModelEvaluationService;
   relay: EventRelay;
 }
 
@@ -70,12 +80,14 @@ export function modelsSubgraph(config: ModelsConfig): SubgraphDefinition<ModelsD
     name: 'models',
     dbSchema: 'models',
     permissions: modelsPermissions,
-    entities: [TrainingRunEntity, TrainingMetricEntity, RegisteredModelEntity, ModelVersionEntity, ModelStageChangeEntity, ...EVENT_LOG_ENTITIES],
+    entities: [TrainingRunEntity, TrainingMetricEntity, RegisteredModelEntity, ModelVersionEntity, ModelStageChangeEntity, ModelAliasEntity, PromotionRequestEntity, ...EVENT_LOG_ENTITIES],
     migrations: [
       { name: '0001-initial', class: Migration0001Initial },
       { name: '0002-training-pipeline', class: Migration0002TrainingPipeline },
       // The outbox of training progress and model stage events (lib/events/event-log.ts).
       { name: '0003-event-log', class: eventLogMigration('models') },
+      { name: '0004-lifecycle', class: Migration0004Lifecycle },
+      { name: '0005-evaluation', class: Migration0005Evaluation },
     ],
     async setup({ db, runtime }) {
       const repository = new ModelRegistryRepository();
@@ -99,7 +111,17 @@ export function modelsSubgraph(config: ModelsConfig): SubgraphDefinition<ModelsD
         rpcTimeoutMs: config.MODELS_RPC_TIMEOUT_MS,
         maxUploadBytes: config.MODEL_MAX_UPLOAD_BYTES,
       });
-      return { service, repository, trainingRuns, lifecycle, relay };
+      const evaluations = new ModelEvaluationService(repository, service, {
+        broker: runtime.broker,
+        requestsQueue: config.MODEL_EVALUATION_REQUESTS_QUEUE,
+        resultsQueue: config.MODEL_EVALUATION_RESULTS_QUEUE,
+        datasetVersionQueue: config.DATASET_VERSION_RESOLUTION_QUEUE,
+        rpcTimeoutMs: config.MODELS_RPC_TIMEOUT_MS,
+        gate: { minimums: { f1: config.GATE_MIN_F1, iou: config.GATE_MIN_IOU }, maxRegression: config.GATE_MAX_REGRESSION },
+        events: relay,
+        log,
+      });
+      return { service, repository, trainingRuns, lifecycle, evaluations, relay };
     },
     async background(deps, ctx) {
       const stops: (() => Promise<void>)[] = [];
@@ -112,6 +134,10 @@ export function modelsSubgraph(config: ModelsConfig): SubgraphDefinition<ModelsD
         // Inference workers resolve model versions over RabbitMQ (`models.resolve`), never through this subgraph's tables.
         stops.push(await serveModelResolution(deps, ctx));
         stops.push(await consumeTrainingEvents({ trainingRuns: deps.trainingRuns, db: ctx.db, broker: ctx.runtime.broker, log }, { queue: config.TRAINING_EVENTS_QUEUE }));
+        // What the inference workers found evaluating versions (`models.evaluation-results`).
+        stops.push(await consumeEvaluationResults({ evaluations: deps.evaluations, db: ctx.db, broker: ctx.runtime.broker, log }, { queue: config.MODEL_EVALUATION_RESULTS_QUEUE }));
+        // Retraining policies (monitoring subgraph) start runs and ask about lineage over `models.retrain` / `models.lineage`.
+        stops.push(await serveRetraining({ trainingRuns: deps.trainingRuns, db: ctx.db, broker: ctx.runtime.broker, log }));
         if (config.MLFLOW_TRACKING_URI) {
           const client = new MlflowClient({
             trackingUri: config.MLFLOW_TRACKING_URI,
@@ -147,9 +173,9 @@ export function modelsSubgraph(config: ModelsConfig): SubgraphDefinition<ModelsD
     },
     schema: (deps) =>
       buildFederatedSchema({
-        resolvers: [TrainingRunResolver, RegisteredModelResolver, ModelVersionResolver, ModelEventsResolver],
+        resolvers: [TrainingRunResolver, RegisteredModelResolver, ModelVersionResolver, ModelLifecycleResolver, ModelEventsResolver, ModelEvaluationResolver],
         referenceResolvers: referenceResolvers(deps.repository),
-        container: containerOf([deps.service, deps.repository, deps.trainingRuns, deps.lifecycle]),
+        container: containerOf([deps.service, deps.repository, deps.trainingRuns, deps.lifecycle, deps.evaluations]),
       }),
   };
 }

@@ -9,6 +9,12 @@ import { DriftAlertKind, DriftAlertStatus } from './monitoring.contracts.js';
   // Keyset pagination, newest first (lib/graphql/connection.ts); the model and status filters are applied on it.
   expression: (table, _columns, name) => `create index "${name}" on "${table.schema}"."${table.name}" ("tenant", "created_at" desc, "id" desc)`,
 })
+@Index({
+  name: 'drift_alert_open_unique',
+  // At most one OPEN alert per model version (or model, without one), kind and metric: raiseAlert relies on it.
+  expression: (table, _columns, name) =>
+    `create unique index "${name}" on "${table.schema}"."${table.name}" ("tenant", "model_name", coalesce("model_version_id", ''), "kind", "metric") where "status" = 'OPEN'`,
+})
 export class DriftAlertEntity {
   [OptionalProps]?: 'id' | 'status' | 'acknowledgedBy' | 'acknowledgedAt' | 'createdAt';
 
@@ -21,9 +27,9 @@ export class DriftAlertEntity {
   @Property({ type: 'text' })
   modelName!: string;
 
-  /** A model version of the models subgraph (uuid). */
-  @Property({ type: 'text' })
-  modelVersionId!: string;
+  /** A model version of the models subgraph (uuid); null when the alert concerns the model as a whole. */
+  @Property({ type: 'text', nullable: true })
+  modelVersionId!: string | null;
 
   @Enum({ items: () => DriftAlertKind, type: 'text' })
   kind!: DriftAlertKind;

@@ -42,7 +42,10 @@ export class DriftReport {
   @Field(() => Int, { description: 'Inputs the scores were computed from' })
   sampleCount!: number;
 
-  @Field(() => GraphQLJSONObject, { description: 'Per band PSI, Wasserstein and KS; MMD of the embeddings; change fraction' })
+  @Field(() => GraphQLJSONObject, {
+    description:
+      'Per band PSI and Wasserstein-1 of the intensities; KS test and PSI of the change fractions; MMD² of the tile embeddings with its permutation p-value; the thresholds used and the alerts raised',
+  })
   metrics!: Record<string, unknown>;
 
   @Field({ description: 'Whether any metric was over its threshold' })
@@ -116,7 +119,7 @@ export function toDriftAlert(e: DriftAlertEntity): DriftAlert {
   return Object.assign(new DriftAlert(), {
     id: e.id,
     modelName: e.modelName,
-    modelVersion: modelVersionRef(e.modelVersionId),
+    modelVersion: e.modelVersionId ? modelVersionRef(e.modelVersionId) : null,
     kind: e.kind,
     metric: e.metric,
     value: e.value,

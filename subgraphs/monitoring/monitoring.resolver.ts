@@ -1,4 +1,4 @@
-import { Arg, Args, ArgsType, Ctx, Field, ID, Int, Query, Resolver } from 'type-graphql';
+import { Arg, Args, ArgsType, Ctx, Field, ID, Int, Mutation, Query, Resolver } from 'type-graphql';
 import type { RequestContext } from '../../lib/graphql/subgraph.js';
 import { AuditService } from './audit.service.js';
 import { AuditEvent, AuditEventConnection, toAuditEvent } from './audit-event.type.js';
@@ -55,6 +55,13 @@ export class DriftAlertResolver {
   @Query(() => DriftAlert)
   async driftAlert(@Arg('id', () => ID) id: string, @Ctx() ctx: RequestContext) {
     return toDriftAlert(await this.service.getAlert(ctx.em, actor(ctx), id));
+  }
+
+  @Mutation(() => DriftAlert, {
+    description: 'Marks a drift alert as seen (analyst or above): records who and when; acknowledging it again changes nothing',
+  })
+  async acknowledgeDriftAlert(@Arg('id', () => ID) id: string, @Ctx() ctx: RequestContext) {
+    return toDriftAlert(await this.service.acknowledgeAlert(ctx.em, actor(ctx), id));
   }
 
   @Query(() => DriftAlertConnection, { description: 'Drift alerts of your tenant, newest first' })

@@ -1,5 +1,5 @@
 import type { IRules } from 'graphql-shield';
-import { allow, canRead, isAdmin, sameAsParent } from '../../lib/rbac.js';
+import { allow, canRead, isAdmin, isAnalyst, isMlEngineer, sameAsParent } from '../../lib/rbac.js';
 
 /** Who may do what in the monitoring subgraph; anything not named here is denied. */
 export const monitoringPermissions: IRules = {
@@ -8,6 +8,15 @@ export const monitoringPermissions: IRules = {
     auditEvents: isAdmin,
     driftReports: canRead,
     driftAlerts: canRead,
+    modelPerformance: canRead,
+    retrainingPolicy: canRead,
+    retrainingDecisions: canRead,
+  },
+  Mutation: {
+    acknowledgeDriftAlert: isAnalyst,
+    submitFeedback: isAnalyst,
+    setRetrainingPolicy: isMlEngineer,
+    triggerRetraining: isMlEngineer,
   },
   Subscription: {
     driftAlerts: canRead,
@@ -24,4 +33,10 @@ export const monitoringPermissions: IRules = {
   DriftAlertEdge: sameAsParent,
   PageInfo: sameAsParent,
   ModelVersion: allow,
+  Feedback: canRead,
+  FeedbackBatch: sameAsParent,
+  ModelVersionPerformance: canRead,
+  RetrainingPolicy: canRead,
+  RetrainingDecision: canRead,
+  TrainingRun: allow,
 };

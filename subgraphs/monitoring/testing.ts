@@ -5,13 +5,14 @@ import { pino } from 'pino';
 import { testDatabaseUrl } from '../../test/support/test-database.js';
 import { openDatabase, type Database } from '../../lib/db.js';
 import type { RequestContext } from '../../lib/graphql/subgraph.js';
+import { loadMonitoringConfig } from './config.js';
 import type { AuditEventRecord } from './audit.service.js';
 import { DriftAlertEntity } from './drift-alert.entity.js';
 import { DriftReportEntity } from './drift-report.entity.js';
 import { AuditOutcome, DriftAlertKind } from './monitoring.contracts.js';
 import { monitoringSubgraph } from './schema.js';
 
-export const monitoringDefinition = monitoringSubgraph({ MONITORING_PORT: 0, AUDIT_QUEUE: 'monitoring.audit' });
+export const monitoringDefinition = monitoringSubgraph(loadMonitoringConfig({ MONITORING_PORT: '0', AUDIT_QUEUE: 'monitoring.audit' }));
 
 /** PGlite in memory, or a fresh PostgreSQL database when TEST_DATABASE_URL is set; `close` drops it. */
 export async function openMonitoringDatabase(): Promise<{ db: Database; close(): Promise<void> }> {

@@ -1,16 +1,22 @@
 // Change detection as a user meets it, through the gateway: upload a real pair (and a georeferenced GeoTIFF pair),
 // run detectChanges and a batch job, download the mask and the polygons through the signed URLs and check that the
 // changed pixels, regions and hectares agree with what the mask shows; bad input fails per pair with a named reason,
-// a redelivered message has one effect, and a dead-lettered pair shows FAILED.
-import { randomBytes } from 'node:crypto';
+// a redelivered message has one effect, and a dead-lettered pair shows FAILED; a new Production version (promoted, or
+// restored by a rollback) serves the next detectChanges and job within seconds, with no restart.
+import { createHash, randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { PNG } from 'pngjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createEnvelope } from '../../lib/broker/broker.js';
 import { openRaster } from '../../lib/imaging/raster-source.js';
 import { geoTiff, pngHeaderOnly } from '../../lib/imaging/testing.js';
-import { ensureTrainedModel, type TrainedModel } from '../../lib/model/testing.js';
+import { registryContract } from '../../lib/model/contract.js';
+import { ensureTrainedModel, repoRoot, type TrainedModel } from '../../lib/model/testing.js';
+import { checkModelFile } from '../../subgraphs/models/model-file.check.js';
+import { ModelStage, ModelVersionSource, PLATFORM_TENANT } from '../../subgraphs/models/models.contracts.js';
+import type { ModelsDeps } from '../../subgraphs/models/schema.js';
+import { modelArtifactKey } from '../../subgraphs/models/training.contracts.js';
 import { requestModelResolution } from '../../subgraphs/models/model-resolution.rpc.js';
 import type { JobsDeps } from '../../subgraphs/jobs/schema.js';
 import { INFERENCE_QUEUES, JOBS_PAIR_RESULTS_QUEUE, MESSAGE_TYPES, pairIdempotencyKey, type PairRequest } from '../../workers/inference/contracts.js';
@@ -26,7 +32,8 @@ beforeAll(async () => {
   model = await ensureTrainedModel();
   if (!model.ok) return;
   // On RabbitMQ the test platform has a virtual host of its own (test/support/platform.ts).
-  t = await startTestPlatform({ INFERENCE_DEMO_MODEL: model.path });
+  // The models subgraph registers the test model as the platform's demo model (Production of lcd-demo) as it starts.
+  t = await startTestPlatform({ DEMO_MODEL_DIR: dirname(model.path) });
   const resolved = await requestModelResolution(t.platform.runtime.broker, { tenant: 'acme', modelName: 'lcd-demo', stage: 'PRODUCTION' }, 10_000);
   if (!resolved.found) throw new Error(resolved.reason);
   productionVersionId = resolved.versionId;
@@ -422,5 +429,112 @@ describe('the inference worker', () => {
     expect(metrics).toContain(`version_id="${productionVersionId}"`);
     const jobsMetrics = await (await fetch(tp.platform.subgraphs.jobs.url.replace(/\/graphql$/, '/metrics'))).text();
     expect(jobsMetrics).toMatch(/lcd_jobs\{[^}]*status="SUCCEEDED"/);
+  });
+});
+
+/** A version of `modelName` for `tenant` registered through the models service itself (stage NONE); returns its id. */
+async function registerVersion(tp: TestPlatform, tenant: string, modelName: string, bytes: Buffer): Promise<string> {
+  const models = tp.platform.subgraphs.models;
+  const deps = models.deps as ModelsDeps;
+  const sha256 = createHash('sha256').update(bytes).digest('hex');
+  const artifactKey = modelArtifactKey(tenant, modelName, sha256);
+  await tp.platform.runtime.store.put(artifactKey, bytes, { contentType: 'application/octet-stream' });
+  const contract = registryContract(await checkModelFile(bytes));
+  const version = await deps.service.registerVersion(models.db.fork(), {
+    tenant,
+    modelName,
+    artifactKey,
+    sha256,
+    byteSize: bytes.length,
+    metrics: {},
+    contract,
+    source: ModelVersionSource.UPLOADED,
+    createdBy: 'e2e-test',
+  });
+  return version.id;
+}
+
+/** Puts a version in Production through the models service (the approval flow is the models subgraph's to test). */
+async function promote(tp: TestPlatform, tenant: string, versionId: string): Promise<void> {
+  const models = tp.platform.subgraphs.models;
+  await (models.deps as ModelsDeps).service.setStage(models.db.fork(), tenant, versionId, ModelStage.PRODUCTION, { changedBy: 'e2e-test', reason: 'test promotion' });
+}
+
+describe('a new Production version', () => {
+  // The worker trusts a resolved Production version for INFERENCE_RESOLUTION_TTL_SECONDS (60 s): switching within
+  // this bound is the `model.<name>.stage` event at work, with no restart.
+  const SWITCH_MS = 15_000;
+
+  async function detectWith(tp: TestPlatform, modelName: string | null, token?: string): Promise<string> {
+    const beforeUploadId = await uploadFile(tp, await levir('A'), 'before.png', 'image/png', token);
+    const afterUploadId = await uploadFile(tp, await levir('B'), 'after.png', 'image/png', token);
+    const res = await tp.gql<{ detectChanges: Result }>(DETECT, { input: { beforeUploadId, afterUploadId, ...(modelName && { modelName }) } }, token);
+    expect(res.errors).toBeUndefined();
+    return res.data!.detectChanges.modelVersion.id;
+  }
+
+  async function eventually(what: string, check: () => Promise<boolean>): Promise<void> {
+    const until = Date.now() + SWITCH_MS;
+    while (!(await check())) {
+      if (Date.now() > until) throw new Error(`${what} within ${SWITCH_MS} ms`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+
+  async function jobVersion(tp: TestPlatform, modelName: string): Promise<{ submitted: string; ran: string }> {
+    const pairs = [{ beforeUploadId: await uploadFile(tp, await levir('A'), 'a.png'), afterUploadId: await uploadFile(tp, await levir('B'), 'b.png') }];
+    const submitted = await tp.gql<{ submitChangeDetectionJob: { id: string; modelVersion: { id: string } } }>(SUBMIT, { input: { pairs, modelName } });
+    expect(submitted.errors).toBeUndefined();
+    const job = await waitForJob(tp, submitted.data!.submitChangeDetectionJob.id);
+    expect(job.status).toBe('SUCCEEDED');
+    return { submitted: submitted.data!.submitChangeDetectionJob.modelVersion.id, ran: job.pairs.edges[0]!.node.result!.modelVersion.id };
+  }
+
+  it("is served to a tenant's next detectChanges and job within seconds, and a rollback by an approver too", async (ctx) => {
+    const tp = platform(ctx);
+    const name = `acme-cd-${randomBytes(3).toString('hex')}`;
+    // Two different ONNX files: the committed demo model and the test model.
+    const first = await registerVersion(tp, 'acme', name, await readFile(join(repoRoot, 'training', 'demo-model', 'model.onnx')));
+    const second = await registerVersion(tp, 'acme', name, model.ok ? model.bytes : Buffer.alloc(0));
+    await promote(tp, 'acme', first);
+    await eventually('the first version was not served', async () => (await detectWith(tp, name)) === first);
+    expect(await jobVersion(tp, name)).toEqual({ submitted: first, ran: first });
+
+    await promote(tp, 'acme', second);
+    await eventually('the promoted version was not served', async () => (await detectWith(tp, name)) === second);
+    expect(await jobVersion(tp, name)).toEqual({ submitted: second, ran: second });
+
+    const approver = await tp.token(['approver'], 'acme', 'approver-1');
+    const rolledBack = await tp.gql<{ rollbackModel: { id: string; stage: string } }>(
+      `mutation($name: String!) { rollbackModel(modelName: $name, reason: "e2e: back to the first version") { id stage } }`,
+      { name },
+      approver,
+    );
+    expect(rolledBack.errors).toBeUndefined();
+    expect(rolledBack.data!.rollbackModel).toEqual({ id: first, stage: 'PRODUCTION' });
+    await eventually('the rolled-back version was not served', async () => (await detectWith(tp, name)) === first);
+    expect(await jobVersion(tp, name)).toEqual({ submitted: first, ran: first });
+    // Another tenant never sees acme's model.
+    const globex = await tp.token(['analyst'], 'globex', 'globex-analyst');
+    const beforeUploadId = await uploadFile(tp, await levir('A'), 'a.png', 'image/png', globex);
+    const afterUploadId = await uploadFile(tp, await levir('B'), 'b.png', 'image/png', globex);
+    const theirs = await tp.gql(DETECT, { input: { beforeUploadId, afterUploadId, modelName: name } }, globex);
+    expect(theirs.data).toBeNull();
+    expect(theirs.errors).toBeDefined();
+  });
+
+  it('of the platform model switches every tenant, and switching back restores it', async (ctx) => {
+    const tp = platform(ctx);
+    const globex = await tp.token(['analyst'], 'globex', 'globex-analyst');
+    expect([await detectWith(tp, null), await detectWith(tp, null, globex)]).toEqual([productionVersionId, productionVersionId]);
+    const next = await registerVersion(tp, PLATFORM_TENANT, 'lcd-demo', await readFile(join(repoRoot, 'training', 'demo-model', 'model.onnx')));
+    try {
+      await promote(tp, PLATFORM_TENANT, next);
+      await eventually('acme did not get the new platform version', async () => (await detectWith(tp, null)) === next);
+      await eventually('globex did not get the new platform version', async () => (await detectWith(tp, null, globex)) === next);
+    } finally {
+      await promote(tp, PLATFORM_TENANT, productionVersionId);
+    }
+    await eventually('the platform version was not restored', async () => (await detectWith(tp, null)) === productionVersionId && (await detectWith(tp, null, globex)) === productionVersionId);
   });
 });

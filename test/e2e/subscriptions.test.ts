@@ -9,11 +9,12 @@ import WebSocket from 'ws';
 import { existsSync } from 'node:fs';
 import { sharedData, startTestPlatform, uploadFile, type TestPlatform } from '../support/platform.js';
 
+// The models subgraph registers the committed demo model as the platform's Production version when it starts.
 const demoModel = join(process.cwd(), 'training', 'demo-model', 'model.onnx');
 let t: TestPlatform;
 
 beforeAll(async () => {
-  t = await startTestPlatform({ INFERENCE_DEMO_MODEL: demoModel });
+  t = await startTestPlatform();
 }, 300_000);
 afterAll(async () => {
   await t?.close();
@@ -147,6 +148,12 @@ describe.skipIf(!existsSync(demoModel))('subscriptions through the gateway (need
       c.subscribe({ query: '{ jobs { totalCount } }' }, { next: () => undefined, error: (e) => resolve(e as unknown[]), complete: () => resolve([]) });
     });
     expect(JSON.stringify(query)).toMatch(/Only subscriptions/);
+    // The operation limits of HTTP requests apply: every event would re-run an oversized selection.
+    const aliases = Array.from({ length: 40 }, (_, i) => `a${i}: sequence`).join(' ');
+    const wide = await new Promise<unknown[]>((resolve) => {
+      c.subscribe({ query: `subscription { jobUpdates { ${aliases} } }` }, { next: () => undefined, error: (e) => resolve(e as unknown[]), complete: () => resolve([]) });
+    });
+    expect(JSON.stringify(wide)).toMatch(/OPERATION_LIMIT.*aliases|aliases.*OPERATION_LIMIT/);
     await c.dispose();
   });
 

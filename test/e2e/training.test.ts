@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { findTrainerPython } from '../../lib/model/testing.js';
 import { FakeMlflowServer } from '../../subgraphs/models/mlflow-fake-server.js';
-import { errorCodes, startTestPlatform, uploadFile, type GqlResponse, type TestPlatform } from '../support/platform.js';
+import { errorCodes, ok, startTestPlatform, uploadFile, type TestPlatform } from '../support/platform.js';
 
 const python = await findTrainerPython();
 const NO_TORCH = python ? null : 'no Python interpreter with torch (set LCD_PYTHON): training tests skipped';
@@ -51,11 +51,6 @@ afterAll(async () => {
   await t?.close();
   await mlflow?.close();
 });
-
-function ok<T>(res: GqlResponse<T>): T {
-  expect(res.errors, JSON.stringify(res.errors)).toBeUndefined();
-  return res.data!;
-}
 
 interface Run {
   id: string;
@@ -254,14 +249,22 @@ describe('model versions', () => {
     const transition = (id: string, stage: string, token: string) =>
       t.gql<{ transitionModelVersion: { id: string; stage: string } }>(`mutation($id: ID!, $stage: ModelStage!) { transitionModelVersion(id: $id, stage: $stage) { id stage } }`, { id, stage }, token);
 
-    expect(errorCodes(await transition(v1!.id, 'PRODUCTION', engineer))).toEqual(['FORBIDDEN']);
-    expect(ok(await transition(v1!.id, 'PRODUCTION', approver)).transitionModelVersion.stage).toBe('PRODUCTION');
-    expect(ok(await transition(v2!.id, 'PRODUCTION', approver)).transitionModelVersion.stage).toBe('PRODUCTION');
+    // PRODUCTION is reached only by an approved promotion request (test/e2e/lifecycle.test.ts tells that story).
+    expect(errorCodes(await transition(v1!.id, 'PRODUCTION', approver))).toEqual(['BAD_USER_INPUT']);
+    const promote = async (id: string) => {
+      const requested = ok(
+        await t.gql<{ requestPromotion: { id: string } }>(`mutation($id: ID!) { requestPromotion(input: {modelVersionId: $id, reason: "e2e"}) { id } }`, { id }, engineer),
+      ).requestPromotion;
+      return ok(await t.gql<{ approvePromotion: { modelVersion: { stage: string } } }>(`mutation($r: ID!) { approvePromotion(requestId: $r) { modelVersion { stage } } }`, { r: requested.id }, approver))
+        .approvePromotion.modelVersion.stage;
+    };
+    expect(await promote(v1!.id)).toBe('PRODUCTION');
+    expect(await promote(v2!.id)).toBe('PRODUCTION');
     // The engineer may stage and archive, but not take the Production version out of Production.
     expect(errorCodes(await transition(v2!.id, 'NONE', engineer))).toEqual(['FORBIDDEN']);
 
-    expect(errorCodes(await t.gql(`mutation { rollbackModel(name: "e2e-snunet") { id } }`, {}, engineer))).toEqual(['FORBIDDEN']);
-    const restored = ok(await t.gql<{ rollbackModel: { id: string; stage: string } }>(`mutation { rollbackModel(name: "e2e-snunet") { id stage } }`, {}, approver)).rollbackModel;
+    expect(errorCodes(await t.gql(`mutation { rollbackModel(modelName: "e2e-snunet") { id } }`, {}, engineer))).toEqual(['FORBIDDEN']);
+    const restored = ok(await t.gql<{ rollbackModel: { id: string; stage: string } }>(`mutation { rollbackModel(modelName: "e2e-snunet") { id stage } }`, {}, approver)).rollbackModel;
     expect(restored).toEqual({ id: v1!.id, stage: 'PRODUCTION' });
     const after = ok(
       await t.gql<{ registeredModel: { productionVersion: { id: string }; stageHistory: { versionId: string; fromStage: string; toStage: string; changedBy: string }[] } }>(

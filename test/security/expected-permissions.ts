@@ -27,6 +27,7 @@ export interface FieldExpectation {
 export const EXPECTED_MUTATIONS: Record<string, FieldExpectation> = {
   detectChanges: { allowed: ANALYST },
   submitChangeDetectionJob: { allowed: ANALYST },
+  acknowledgeDriftAlert: { allowed: ANALYST },
   cancelJob: { allowed: ANALYST }, // the jobs service lets only admins cancel other people's jobs
   createUpload: { allowed: ANALYST },
   createDataset: { allowed: ML_ENGINEER },
@@ -35,9 +36,20 @@ export const EXPECTED_MUTATIONS: Record<string, FieldExpectation> = {
   startTraining: { allowed: ML_ENGINEER },
   cancelTraining: { allowed: ML_ENGINEER },
   registerModelVersion: { allowed: ML_ENGINEER },
-  // The probe moves a version to NONE; PRODUCTION needs the approver role (test/e2e/training.test.ts checks it).
+  // The probe moves a version to NONE; PRODUCTION is refused for everyone (requestPromotion instead).
   transitionModelVersion: { allowed: ML_ENGINEER },
   rollbackModel: { allowed: APPROVER },
+  submitFeedback: { allowed: ANALYST },
+  // Approving or rejecting one's own request is refused by the service (four eyes; test/e2e/lifecycle.test.ts).
+  requestPromotion: { allowed: ML_ENGINEER },
+  approvePromotion: { allowed: APPROVER },
+  rejectPromotion: { allowed: APPROVER },
+  setModelAlias: { allowed: ML_ENGINEER },
+  removeModelAlias: { allowed: ML_ENGINEER },
+  setEvaluationDataset: { allowed: ML_ENGINEER },
+  evaluateModelVersion: { allowed: ML_ENGINEER },
+  setRetrainingPolicy: { allowed: ML_ENGINEER },
+  triggerRetraining: { allowed: ML_ENGINEER },
 };
 
 export const EXPECTED_QUERIES: Record<string, FieldExpectation> = {
@@ -52,8 +64,15 @@ export const EXPECTED_QUERIES: Record<string, FieldExpectation> = {
   registeredModels: { allowed: READ },
   registeredModel: { allowed: READ },
   modelVersion: { allowed: READ },
+  promotionRequests: { allowed: READ },
+  promotionRequest: { allowed: READ },
+  stageHistory: { allowed: READ },
+  modelVersionAt: { allowed: READ },
   auditEvents: { allowed: ADMIN },
   driftReports: { allowed: READ },
   driftAlerts: { allowed: READ },
   driftAlert: { allowed: READ },
+  modelPerformance: { allowed: READ },
+  retrainingPolicy: { allowed: READ },
+  retrainingDecisions: { allowed: READ },
 };

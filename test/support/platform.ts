@@ -8,6 +8,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { expect } from 'vitest';
 import { loadGatewayConfig } from '../../gateway/config.js';
 import { startGateway, type RunningGateway } from '../../gateway/gateway.js';
 import { issueDevToken, type Role } from '../../lib/auth.js';
@@ -195,3 +196,23 @@ export async function startExtraGateway(t: TestPlatform, extraEnv: Env = {}, opt
     throw error;
   }
 }
+
+/** The data of a response that must have succeeded; the test fails with the errors otherwise. */
+export function ok<T>(res: GqlResponse<T>): T {
+  expect(res.errors, JSON.stringify(res.errors)).toBeUndefined();
+  return res.data!;
+}
+
+/** Reads until `done` says yes; fails naming `what` and the last value read when it takes longer than `timeoutMs`. */
+export async function until<T>(read: () => Promise<T>, done: (value: T) => boolean, what: string, timeoutMs = 300_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await read();
+    if (done(value)) return value;
+    if (Date.now() > deadline) throw new Error(`${what}: still ${JSON.stringify(value)} after ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 500));
+  }
+}
+
+/** A training configuration small enough for a test: one epoch of a width-8 SNUNet on 64 px tiles, one thread. */
+export const TINY_TRAINING = { epochs: 1, baseWidth: 8, batchSize: 4, learningRate: 0.01, seed: 3, tileSize: 64, valFraction: 0.25, numThreads: 1 };

@@ -218,17 +218,23 @@ def sha256_file(path: str) -> str:
     return h.hexdigest()
 
 
-def code_version() -> str:
-    """LCD_CODE_VERSION if set, else the git commit of the repository, else sha256 of the training sources."""
+def code_version(repo_dir: str = TRAINING_DIR) -> str:
+    """LCD_CODE_VERSION if set, else the git commit of the repository (``<commit>-dirty`` when tracked files differ
+    from it: the commit alone would not say what ran), else sha256 of the training sources."""
     env = os.environ.get("LCD_CODE_VERSION")
     if env:
         return env
     try:
-        r = subprocess.run(["git", "-C", TRAINING_DIR, "rev-parse", "--verify", "-q", "HEAD"], capture_output=True,
+        r = subprocess.run(["git", "-C", repo_dir, "rev-parse", "--verify", "-q", "HEAD"], capture_output=True,
                            text=True, timeout=10)
         commit = r.stdout.strip()
         if r.returncode == 0 and len(commit) == 40:
-            return commit
+            # --no-optional-locks: a read-only look, never a refresh of the index under another git process's feet.
+            # Untracked files are left out (as `git describe --dirty` does); a status that fails counts as dirty.
+            st = subprocess.run(["git", "--no-optional-locks", "-C", repo_dir, "status", "--porcelain",
+                                 "--untracked-files=no"], capture_output=True, text=True, timeout=30)
+            dirty = st.returncode != 0 or st.stdout.strip() != ""
+            return commit + "-dirty" if dirty else commit
     except (OSError, subprocess.SubprocessError):
         pass
     h = hashlib.sha256()

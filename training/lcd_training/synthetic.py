@@ -35,6 +35,9 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 GENERATOR_VERSION = "1"
+# The smallest side the change model takes (lcd_training.model.SIZE_MULTIPLE; not imported, to keep torch out of the
+# generator): a smaller pair could never be trained or evaluated on.
+MIN_SIZE = 16
 
 # land-cover classes of the rendered scene (internal)
 FIELD, FOREST, WATER, ROAD, BUILDING, GRASS, CLEARING = 1, 2, 3, 4, 5, 6, 7
@@ -487,9 +490,9 @@ def generate_pair(seed: int, index: int, size: int, season_shift: float = 0.5, n
                   nuisance_only_fraction: float = 0.2, height: Optional[int] = None) -> Pair:
     """Generate pair ``index`` of ``seed``. ``nuisance_only`` forces (True) or forbids (False) real changes;
     None decides at random with probability ``nuisance_only_fraction``."""
-    if size < 8:
-        raise ValueError("size must be >= 8")
     h, w = int(height or size), int(size)
+    if min(h, w) < MIN_SIZE:
+        raise ValueError(f"size must be at least {MIN_SIZE} px a side (the change model's minimum), got {w}x{h}")
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(index)]))
     # nuisance parameters are drawn first, independent of the scene, so season_shift only rescales them
     draw_only = rng.random()
@@ -608,8 +611,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--prefix", default="", help="file name prefix (use with --append)")
     ap.add_argument("--append", action="store_true", help="append to an existing manifest.json in --out")
     a = ap.parse_args(argv)
-    if a.pairs < 1 or a.size < 8 or not (0 <= a.nuisance_only_fraction <= 1) or a.season_shift < 0:
-        print(json.dumps({"event": "error", "message": "invalid arguments: need pairs>=1, size>=8, "
+    if a.size < MIN_SIZE:
+        print(json.dumps({"event": "error", "field": "size",
+                          "message": f"--size {a.size} is below {MIN_SIZE} px, the smallest side the change model "
+                                     f"takes (its size multiple): pairs that small could not be trained on"}))
+        return 2
+    if a.pairs < 1 or not (0 <= a.nuisance_only_fraction <= 1) or a.season_shift < 0:
+        print(json.dumps({"event": "error", "message": "invalid arguments: need pairs>=1, "
                                                        "0<=nuisance-only-fraction<=1, season-shift>=0"}))
         return 2
     if a.prefix and any(c in a.prefix for c in "/\\"):

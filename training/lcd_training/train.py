@@ -295,12 +295,18 @@ def run(args: argparse.Namespace, em: Emitter) -> int:
     if not train_idx:
         raise DataError("dataset has no training items (all items are in val/test splits)", problem="empty_dataset")
     bands = samples[0].before.shape[2]
+    # Every item must reach the model's size multiple, whatever its split: a smaller val/test item would only fail
+    # after training (in evaluation and the parity export), so it is refused before any work is done.
+    for split_name, split_idx in (("train", train_idx), ("val", val_idx), ("test", test_idx)):
+        for i in split_idx:
+            h, w = samples[i].label.shape
+            if min(h, w) < SIZE_MULTIPLE:
+                name = samples[i].item.name
+                raise DataError(f"{name}: image is {w}x{h} px, smaller than {SIZE_MULTIPLE} px a side, the smallest "
+                                f"the model takes ({split_name} split); drop it or use a larger crop", item=name,
+                                problem="image_too_small")
     min_side = min(min(samples[i].label.shape) for i in train_idx)
     crop = (min(cfg["tileSize"], min_side) // SIZE_MULTIPLE) * SIZE_MULTIPLE
-    if crop < SIZE_MULTIPLE:
-        small = min(train_idx, key=lambda i: min(samples[i].label.shape))
-        raise DataError(f"{samples[small].item.name}: image is smaller than {SIZE_MULTIPLE} px",
-                        item=samples[small].item.name, problem="image_too_small")
     norm = compute_normalization([samples[i] for i in train_idx])
     chash = config_hash(cfg)
     cver = code_version()

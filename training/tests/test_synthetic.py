@@ -63,6 +63,24 @@ class SyntheticTest(unittest.TestCase):
         self.assertTrue(np.array_equal(a.label, b.label))
         self.assertFalse(np.array_equal(a.after, b.after))
 
+    def test_cli_refuses_sizes_below_the_models_minimum(self):
+        from lcd_training.model import SIZE_MULTIPLE
+        self.assertEqual(synthetic.MIN_SIZE, SIZE_MULTIPLE)
+        for size in (8, 15):
+            with tempfile.TemporaryDirectory() as d:
+                with contextlib.redirect_stdout(io.StringIO()) as out:
+                    self.assertEqual(synthetic.main(["--out", d, "--pairs", "1", "--size", str(size)]), 2)
+                err = json.loads(out.getvalue().splitlines()[-1])
+                self.assertEqual(err["event"], "error")
+                self.assertEqual(err["field"], "size")
+                self.assertIn(f"--size {size} is below 16 px", err["message"])
+                self.assertFalse(os.path.exists(os.path.join(d, "manifest.json")))
+        with self.assertRaisesRegex(ValueError, "at least 16 px"):
+            generate_pair(1, 0, 64, height=12)
+        with tempfile.TemporaryDirectory() as d:
+            with contextlib.redirect_stdout(io.StringIO()):
+                self.assertEqual(synthetic.main(["--out", d, "--pairs", "1", "--size", "16"]), 0)
+
     def test_cli_writes_dataset_and_manifest(self):
         with tempfile.TemporaryDirectory() as d:
             with contextlib.redirect_stdout(io.StringIO()) as out:

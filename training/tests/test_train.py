@@ -192,6 +192,34 @@ class BadInputTest(unittest.TestCase):
         err = self.expect_error("nan_in_bands", "items[1]")
         self.assertIn("band", err["message"])
 
+    def add_small_item(self, split, side=12):
+        tiny = np.zeros((side, side, 3), np.uint8)
+        write_png(os.path.join(self.tmp, "A", "small.png"), tiny)
+        write_png(os.path.join(self.tmp, "B", "small.png"), tiny)
+        write_png(os.path.join(self.tmp, "label", "small.png"), np.zeros((side, side), np.uint8))
+        self.items.append({"before": "A/small.png", "after": "B/small.png", "label": "label/small.png", "split": split})
+        self.rewrite(self.items)
+
+    def test_item_smaller_than_the_model_takes_is_refused_before_training(self):
+        for split in ("test", "val", "train"):
+            with self.subTest(split=split):
+                self.items = [it for it in self.items if it["before"] != "A/small.png"]
+                self.add_small_item(split)
+                err = self.expect_error("image_too_small", "items[3] (A/small.png)", dict(TINY_CONFIG, tileSize=32))
+                self.assertIn("12x12", err["message"])
+                self.assertIn(f"{split} split", err["message"])
+                # refused up front: nothing was trained or written
+                self.assertFalse(os.path.exists(os.path.join(self.out, "best.pt")))
+
+    def test_item_of_exactly_the_minimum_size_trains_and_evaluates(self):
+        self.add_small_item("test", side=16)
+        code, events = run_train(self.manifest, self.out, dict(TINY_CONFIG, tileSize=32))
+        self.assertEqual(code, 0, events[-1])
+        done = events[-1]
+        self.assertEqual(done["event"], "done")
+        self.assertEqual(done["evaluation"]["split"], "test")
+        self.assertTrue(os.path.isfile(os.path.join(self.out, "parity", "index.json")))
+
     def test_bad_config(self):
         self.expect_error("invalid_config", "baseWidth", dict(TINY_CONFIG, baseWidth=10))
         self.expect_error("invalid_config", "epochs", dict(TINY_CONFIG, epochs=0))
@@ -214,3 +242,48 @@ class BadInputTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class CodeVersionTest(unittest.TestCase):
+    """The code version names what ran: a commit, and whether the tree differed from it."""
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="lcd-codever-")
+        self.saved = os.environ.pop("LCD_CODE_VERSION", None)
+
+    def tearDown(self):
+        if self.saved is not None:
+            os.environ["LCD_CODE_VERSION"] = self.saved
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def git(self, *args):
+        r = subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "-C", self.tmp, *args],
+                           capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return r.stdout.strip()
+
+    def test_commit_then_dirty_then_override(self):
+        from lcd_training.common import code_version
+        if shutil.which("git") is None:
+            self.skipTest("git is not installed")
+        self.git("init", "-q")
+        with open(os.path.join(self.tmp, "train.py"), "w") as f:
+            f.write("v1\n")
+        self.git("add", "train.py")
+        self.git("commit", "-q", "-m", "one")
+        head = self.git("rev-parse", "HEAD")
+        self.assertEqual(code_version(self.tmp), head)
+        with open(os.path.join(self.tmp, "untracked.txt"), "w") as f:
+            f.write("scratch\n")
+        self.assertEqual(code_version(self.tmp), head)  # untracked files do not make the tree dirty
+        with open(os.path.join(self.tmp, "train.py"), "w") as f:
+            f.write("v2\n")
+        self.assertEqual(code_version(self.tmp), head + "-dirty")
+        self.git("add", "train.py")
+        self.assertEqual(code_version(self.tmp), head + "-dirty")  # staged but not committed is still not `head`
+        os.environ["LCD_CODE_VERSION"] = "release-1.2"
+        self.assertEqual(code_version(self.tmp), "release-1.2")
+
+    def test_outside_a_repository_hashes_the_sources(self):
+        from lcd_training.common import code_version
+        self.assertTrue(code_version(self.tmp).startswith("src-sha256:"))

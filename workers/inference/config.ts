@@ -2,6 +2,7 @@
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseConfig, portEnv, z, type Env } from '../../lib/config.js';
+import { EVALUATION_QUEUES } from '../../subgraphs/models/model-evaluation.contracts.js';
 
 const positiveInt = (fallback: number) => z.coerce.number().int().positive().default(fallback);
 
@@ -9,11 +10,6 @@ export const inferenceEnv = z.object({
   INFERENCE_PORT: portEnv(4005),
   /** Name of the model detectChanges and jobs use when the request names none (registered platform-wide). */
   DEFAULT_MODEL_NAME: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$/).default('lcd-demo'),
-  /**
-   * An ONNX file an embedded start (lib/platform.ts) registers as the platform's Production version of
-   * DEFAULT_MODEL_NAME, over the committed demo model the models subgraph registers (tests, benchmarks).
-   */
-  INFERENCE_DEMO_MODEL: z.string().optional(),
   /** `auto` (CUDA when its provider loads, else CPU), `cpu`, `cuda` (fail without it), or a list such as `cuda,cpu`. */
   INFERENCE_EXECUTION_PROVIDERS: z
     .string()
@@ -52,6 +48,8 @@ export const inferenceEnv = z.object({
   INFERENCE_TMP_DIR: z.string().default(join(tmpdir(), 'lcd-inference')),
   /** Seconds between GPU utilisation samples (nvidia-smi) when running on CUDA. */
   INFERENCE_GPU_SAMPLE_SECONDS: positiveInt(10),
+  /** Queue of model evaluation requests (the models subgraph's MODEL_EVALUATION_REQUESTS_QUEUE). */
+  INFERENCE_EVALUATION_QUEUE: z.string().min(1).default(EVALUATION_QUEUES.requests),
 });
 export type InferenceConfig = Readonly<z.infer<typeof inferenceEnv>>;
 

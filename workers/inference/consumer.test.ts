@@ -1,6 +1,6 @@
-// The worker against the real model and real broker semantics (the in-process broker): every bad input becomes a
-// per-pair failure that names the problem and is dead-lettered at once, transient failures are retried until the
-// delivery limit, the worker stays up, and a promoted version is served without a restart.
+// The worker against the real model and a real broker (in-process, or RabbitMQ with TEST_AMQP_URL): every bad input
+// becomes a per-pair failure that names the problem and is dead-lettered at once, transient failures are retried until
+// the delivery limit, the worker stays up, and a promoted (or rolled-back) version is served without a restart.
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -11,13 +11,15 @@ import { createBroker, createEnvelope, MemoryBrokerServer, type Broker, type Sub
 import { geoTiff, pngHeaderOnly } from '../../lib/imaging/testing.js';
 import { createObjectStore, type ObjectStore } from '../../lib/storage/index.js';
 import { ensureTrainedModel, repoRoot, type TrainedModel } from '../../lib/model/testing.js';
+import { privateVhost } from '../../test/support/platform.js';
+import { LOGGED_EVENT_TYPE, type LoggedEvent } from '../../lib/events/event-log.js';
+import { stageEvent } from '../../subgraphs/models/model-events.js';
 import { MODEL_RESOLUTION_QUEUE, type ModelResolutionReply, type ModelResolutionRequest } from '../../subgraphs/models/model-resolution.rpc.js';
 import { createMetricsRegistry } from '../../lib/telemetry.js';
 import { pino } from 'pino';
 import { loadInferenceConfig } from './config.js';
 import { InferenceWorker } from './consumer.js';
 import {
-  EVENT_KEYS,
   INFERENCE_QUEUES,
   JOBS_PAIR_RESULTS_QUEUE,
   MESSAGE_TYPES,
@@ -32,6 +34,7 @@ import { InferenceMetrics } from './metrics.js';
 let model: TrainedModel;
 let dir: string;
 let broker: Broker;
+let vhost: { url: string; drop(): Promise<void> } | null = null;
 let store: ObjectStore;
 let worker: InferenceWorker;
 let modelsServer: Subscription | null = null;
@@ -40,6 +43,8 @@ const reports: PairReport[] = [];
 /** What the fake models subgraph answers: version id → artifact; and which version is Production. */
 const versions = new Map<string, { key: string; sha256: string }>();
 let production = '';
+/** Tenants' own Production versions of lcd-demo (over the platform's). */
+const tenantProduction = new Map<string, string>();
 
 async function putModelVersion(bytes: Buffer): Promise<string> {
   const id = randomUUID();
@@ -53,7 +58,7 @@ async function putModelVersion(bytes: Buffer): Promise<string> {
 async function serveModels(): Promise<void> {
   modelsServer = await broker.serveRpc<ModelResolutionRequest, ModelResolutionReply>(MODEL_RESOLUTION_QUEUE, async (d) => {
     const request = d.envelope.payload;
-    const id = request.versionId ?? (request.modelName === 'lcd-demo' ? production : '');
+    const id = request.versionId ?? (request.modelName === 'lcd-demo' ? (tenantProduction.get(request.tenant) ?? production) : '');
     const found = versions.get(id);
     const reply: ModelResolutionReply = found
       ? { found: true, versionId: id, modelName: 'lcd-demo', owner: '*', version: 1, stage: 'PRODUCTION', artifactKey: found.key, sha256: found.sha256, byteSize: 1, contract: {} }
@@ -66,7 +71,10 @@ beforeAll(async () => {
   model = await ensureTrainedModel();
   if (!model.ok) return;
   dir = await mkdtemp(join(tmpdir(), 'lcd-worker-'));
-  broker = await createBroker({ memoryServer: new MemoryBrokerServer() });
+  // RabbitMQ (a virtual host of this file's own) when TEST_AMQP_URL is set, else the in-process broker.
+  vhost = process.env.TEST_AMQP_URL ? await privateVhost(process.env.TEST_AMQP_URL) : null;
+  const amqpUrl = vhost?.url ?? process.env.TEST_AMQP_URL;
+  broker = amqpUrl ? await createBroker({ url: amqpUrl, service: 'inference-test' }) : await createBroker({ memoryServer: new MemoryBrokerServer() });
   store = createObjectStore({ url: undefined, localDir: join(dir, 'objects'), publicBaseUrl: 'http://127.0.0.1:1', signingSecret: randomBytes(32) });
   production = await putModelVersion(model.bytes);
   await serveModels();
@@ -80,6 +88,7 @@ afterAll(async () => {
   await worker?.stop();
   await reportsSubscription?.close();
   await broker?.close();
+  await vhost?.drop();
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 
@@ -221,31 +230,69 @@ describe('synchronous requests', () => {
   });
 });
 
+/** A stage change as the models subgraph logs it and the event relay publishes it (`event.logged`, sequence n). */
+let sequence = 0;
+async function publishStageChange(tenant: string, modelName: string, versionId: string): Promise<void> {
+  const appended = stageEvent({ modelName, versionId, stage: 'PRODUCTION', tenant, previousStage: 'STAGING', version: 2, changedBy: 'test', reason: '' });
+  const event: LoggedEvent = { ...appended, sequence: ++sequence, occurredAt: new Date().toISOString() };
+  await broker.publish(appended.routingKey, createEnvelope(LOGGED_EVENT_TYPE, event, { tenant, idempotencyKey: `${event.stream}#${event.sequence}` }));
+  // And its copy on the tenant's stream, which the worker must not act on a second time.
+  await broker.publish(`models.${tenant}.stage`, createEnvelope(LOGGED_EVENT_TYPE, { ...event, stream: `models:${tenant}`, routingKey: `models.${tenant}.stage` }, { tenant }));
+}
+
 describe('model versions', () => {
-  it('is ready once the Production version is loaded, and serves a promoted version without a restart', async (ctx) => {
-    requireModel(ctx);
-    expect(worker.isReady()).toBe(true);
-    const promoted = await putModelVersion(Buffer.concat([model.ok ? model.bytes : Buffer.alloc(0)]));
-    production = promoted;
-    await broker.publish(
-      EVENT_KEYS.modelStage('lcd-demo'),
-      createEnvelope(MESSAGE_TYPES.modelStage, { modelName: 'lcd-demo', versionId: promoted, stage: 'PRODUCTION', tenant: '*' }, { tenant: '*' }),
-    );
-    const deadline = Date.now() + 30_000;
-    while (!worker.loadedVersions().some((v) => v.versionId === promoted)) {
-      if (Date.now() > deadline) throw new Error('the promoted version was not loaded');
-      await new Promise((r) => setTimeout(r, 50));
-    }
-    expect(worker.isReady()).toBe(true);
+  const detectAs = async (tenant: string) => {
     const reply = await broker.rpc(
       INFERENCE_QUEUES.detect,
       createEnvelope(
         MESSAGE_TYPES.detectRequest,
         { jobId: randomUUID(), beforeKey: await put(await crop('A')), afterKey: await put(await crop('B')), modelName: 'lcd-demo', threshold: null, maxPixels: 1e8, deadline: Date.now() + 30_000 },
-        { tenant: 'acme' },
+        { tenant },
       ),
       { timeoutMs: 30_000, replySchema: detectReplySchema },
     );
-    expect(reply.payload).toMatchObject({ ok: true, result: { modelVersionId: promoted } });
+    if (!reply.payload.ok) throw new Error(JSON.stringify(reply.payload.error));
+    return reply.payload.result.modelVersionId;
+  };
+  const until = async (what: string, check: () => boolean | Promise<boolean>) => {
+    const deadline = Date.now() + 30_000;
+    while (!(await check())) {
+      if (Date.now() > deadline) throw new Error(what);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  };
+
+  it('is ready once the Production version is loaded, and serves a promoted version without a restart', async (ctx) => {
+    requireModel(ctx);
+    expect(worker.isReady()).toBe(true);
+    const before = production;
+    expect(await detectAs('acme')).toBe(before);
+    const promoted = await putModelVersion(Buffer.concat([model.ok ? model.bytes : Buffer.alloc(0)]));
+    production = promoted;
+    // Resolutions are trusted for a minute (INFERENCE_RESOLUTION_TTL_SECONDS): only the event makes the switch now.
+    await publishStageChange('*', 'lcd-demo', promoted);
+    await until('the promoted version was not loaded', () => worker.loadedVersions().some((v) => v.versionId === promoted));
+    expect(worker.isReady()).toBe(true);
+    expect(await detectAs('acme')).toBe(promoted);
+    // Rolled back: the earlier version serves again, for every tenant.
+    production = before;
+    await publishStageChange('*', 'lcd-demo', before);
+    await until('the rollback was not served', async () => (await detectAs('globex')) === before);
+    expect(await detectAs('acme')).toBe(before);
+  });
+
+  it('switches a tenant to its own Production version on its own stage change, and no other tenant', async (ctx) => {
+    requireModel(ctx);
+    const platformVersion = production;
+    expect([await detectAs('acme'), await detectAs('globex')]).toEqual([platformVersion, platformVersion]);
+    const own = await putModelVersion(Buffer.concat([model.ok ? model.bytes : Buffer.alloc(0)]));
+    tenantProduction.set('acme', own);
+    try {
+      await publishStageChange('acme', 'lcd-demo', own);
+      await until('acme did not switch to its own version', async () => (await detectAs('acme')) === own);
+      expect(await detectAs('globex')).toBe(platformVersion);
+    } finally {
+      tenantProduction.delete('acme');
+    }
   });
 });

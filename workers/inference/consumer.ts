@@ -30,7 +30,6 @@ import {
   JOBS_PAIR_RESULTS_QUEUE,
   jobCancelledEventSchema,
   MESSAGE_TYPES,
-  modelStageEventSchema,
   PAIR_DELIVERY_LIMIT,
   pairRequestSchema,
   resultPrefix,
@@ -39,14 +38,13 @@ import {
   type DetectReply,
   type DetectRequest,
   type JobCancelledEvent,
-  type ModelStageEvent,
   type PairError,
   type PairRequest,
 } from './contracts.js';
 import type { InferenceMetrics, WorkKind } from './metrics.js';
-import { ModelCache, ModelUnavailableError, type ModelLease } from './model-cache.js';
+import { ModelCache, ModelUnavailableError, stageChangeOf, type ModelLease, type StageChange } from './model-cache.js';
 import { PairInputError, pairErrorFromDecode, planPair, processPair, type Side } from './processor.js';
-import { PairOutputs, PairReporter } from './writer.js';
+import { DriftSampleSender, PairOutputs, PairReporter } from './writer.js';
 
 /** Thrown into a pair whose job was cancelled while it ran: the message is acknowledged with no result. */
 export class JobCancelledError extends Error {
@@ -93,6 +91,7 @@ const CANCELLED_REMEMBERED = 10_000;
 export class InferenceWorker {
   private readonly cache: ModelCache;
   private readonly reporter: PairReporter;
+  private readonly driftSamples: DriftSampleSender;
   private readonly subscriptions: Subscription[] = [];
   private readonly stops: (() => void)[] = [];
   private readonly cancelled = new Set<string>();
@@ -113,6 +112,7 @@ export class InferenceWorker {
       metrics: deps.metrics,
     });
     this.reporter = new PairReporter(deps.broker);
+    this.driftSamples = new DriftSampleSender(deps.broker, deps.log);
   }
 
   /** Ready: connected to the broker, and the Production version of the default model loaded and warmed up. */
@@ -135,8 +135,11 @@ export class InferenceWorker {
     // The worker reports there; the jobs subgraph consumes it. Declared here too so that reports are never unroutable.
     await broker.assertQueue(JOBS_PAIR_RESULTS_QUEUE);
     this.subscriptions.push(
-      await broker.subscribe<ModelStageEvent>([EVENT_KEYS.allModelStages], (d) => this.onStageChange(d.envelope.payload), {
-        payloadSchema: modelStageEventSchema,
+      // A private (exclusive, auto-delete) queue per worker: every replica hears every stage change. The relay publishes
+      // them as `event.logged` envelopes (lib/events/event-log.ts); stageChangeOf reads the change out of one.
+      await broker.subscribe<unknown>([EVENT_KEYS.allModelStages], async (d) => {
+        const change = stageChangeOf(d.envelope);
+        if (change) await this.onStageChange(change);
       }),
       await broker.subscribe<JobCancelledEvent>([EVENT_KEYS.allJobCancellations], (d) => this.onJobCancelled(d.envelope.payload), {
         payloadSchema: jobCancelledEventSchema,
@@ -151,6 +154,7 @@ export class InferenceWorker {
         prefetch: config.INFERENCE_RPC_CONCURRENCY,
       }),
     );
+    this.stops.push(this.watchBroker());
     this.stops.push(metrics.watchQueues(broker, [INFERENCE_QUEUES.pairs, INFERENCE_QUEUES.detect, JOBS_PAIR_RESULTS_QUEUE, `${INFERENCE_QUEUES.pairs}.dlq`], 15));
     await this.warmDefaultModel();
     const providers = this.cache.loadedVersions().map((v) => v.provider);
@@ -181,15 +185,36 @@ export class InferenceWorker {
     }
   }
 
-  private async onStageChange(event: ModelStageEvent): Promise<void> {
-    this.cache.invalidate(event.modelName);
-    this.deps.log.info({ ...event }, 'model stage changed: the next requests resolve the model again');
-    if (event.modelName === this.deps.config.DEFAULT_MODEL_NAME && event.tenant === PLATFORM_TENANT) {
+  private async onStageChange(change: StageChange): Promise<void> {
+    this.cache.invalidate(change.tenant, change.modelName);
+    this.deps.log.info({ ...change }, 'model stage changed: the next requests resolve the model again');
+    if (change.modelName === this.deps.config.DEFAULT_MODEL_NAME && change.tenant === PLATFORM_TENANT) {
       // Load the new Production version now, so that the switch costs requests nothing; work in progress keeps the
       // version it leased.
-      if (this.warmTimer) clearTimeout(this.warmTimer);
-      await this.warmDefaultModel();
+      await this.rewarmDefaultModel();
     }
+  }
+
+  private async rewarmDefaultModel(): Promise<void> {
+    if (this.warmTimer) clearTimeout(this.warmTimer);
+    this.warmTimer = null;
+    await this.warmDefaultModel();
+  }
+
+  /** Stage events published while the broker was away are lost to a private queue: after a reconnect, resolve anew. */
+  private watchBroker(): () => void {
+    let healthy = this.deps.broker.isHealthy();
+    const timer = setInterval(() => {
+      const now = this.deps.broker.isHealthy();
+      if (now && !healthy) {
+        this.deps.log.info('broker back: model resolutions are asked again');
+        this.cache.invalidateAll();
+        void this.rewarmDefaultModel();
+      }
+      healthy = now;
+    }, 1000);
+    timer.unref();
+    return () => clearInterval(timer);
   }
 
   private async onJobCancelled(event: JobCancelledEvent): Promise<void> {
@@ -386,6 +411,19 @@ export class InferenceWorker {
       metrics.tiles.inc({ kind: work.kind }, outcome.tiles);
       metrics.tilesPerSecond.set({ kind: work.kind }, outcome.tiles / Math.max(outcome.timings.inference, 1e-6));
       outcomeLabel = 'succeeded';
+      // Drift monitoring learns what this pair looked like; the send never fails the pair, and a synchronous caller
+      // does not wait for it.
+      const sampling = this.driftSamples.send({
+        tenant: work.tenant,
+        modelName: work.lease.modelName,
+        modelVersionId: work.lease.versionId,
+        referenceStatsKey: work.lease.referenceStatsKey,
+        jobId: work.jobId,
+        pairIndex: work.pairIndex,
+        at: new Date().toISOString(),
+        summary: outcome.drift,
+      });
+      if (work.kind === 'batch') await sampling;
       return result;
     } finally {
       metrics.inFlight.dec({ kind: work.kind });

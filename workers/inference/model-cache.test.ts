@@ -7,7 +7,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createObjectStore, type ObjectStore } from '../../lib/storage/index.js';
 import { ensureTrainedModel, fakeOnnxModel, type TrainedModel } from '../../lib/model/testing.js';
 import type { ModelResolutionReply, ModelResolutionRequest } from '../../subgraphs/models/model-resolution.rpc.js';
-import { ModelCache, ModelUnavailableError } from './model-cache.js';
+import { createEnvelope } from '../../lib/broker/broker.js';
+import { LOGGED_EVENT_TYPE, type LoggedEvent } from '../../lib/events/event-log.js';
+import { stageEvent } from '../../subgraphs/models/model-events.js';
+import { ModelCache, ModelUnavailableError, stageChangeOf } from './model-cache.js';
 import { PairInputError } from './processor.js';
 
 let model: TrainedModel;
@@ -57,7 +60,7 @@ describe('ModelCache', () => {
     const inFlight = await cache.acquireProduction('acme', 'm');
     expect(inFlight.versionId).toBe(v1);
     production = v2;
-    cache.invalidate('m');
+    cache.invalidate('*', 'm');
     const next = await cache.acquireProduction('acme', 'm');
     expect(next.versionId).toBe(v2);
     expect(cache.isLoaded(v1)).toBe(false); // evicted (capacity 1) ...
@@ -82,6 +85,79 @@ describe('ModelCache', () => {
     expect(cache.loadedVersions()).toHaveLength(1);
     leases.forEach((l) => l.release());
     await cache.close();
+  });
+
+  it('forgets a tenant model on its own stage change, and a platform model for every tenant', async (ctx) => {
+    if (!model.ok) return ctx.skip(model.reason);
+    const v1 = await addVersion(model.bytes);
+    const v2 = await addVersion(Buffer.concat([model.bytes]));
+    production = v1;
+    const cache = cacheOf(3);
+    const lease = async (tenant: string) => {
+      const l = await cache.acquireProduction(tenant, 'm');
+      l.release();
+      return l.versionId;
+    };
+    expect([await lease('acme'), await lease('globex')]).toEqual([v1, v1]);
+    production = v2;
+    // Cached until told otherwise (the TTL here is a minute).
+    expect(await lease('acme')).toBe(v1);
+    cache.invalidate('acme', 'other-model');
+    expect(await lease('acme')).toBe(v1);
+    cache.invalidate('acme', 'm');
+    expect([await lease('acme'), await lease('globex')]).toEqual([v2, v1]);
+    production = v1;
+    cache.invalidate('*', 'm');
+    expect([await lease('acme'), await lease('globex')]).toEqual([v1, v1]);
+    await cache.close();
+  });
+
+  it('does not cache a resolution that was asked before an invalidation', async (ctx) => {
+    if (!model.ok) return ctx.skip(model.reason);
+    const v1 = await addVersion(model.bytes);
+    const v2 = await addVersion(Buffer.concat([model.bytes]));
+    production = v1;
+    let answer: (() => void) | null = null;
+    const slow = new ModelCache({
+      store,
+      resolve: async (request) => {
+        const reply = await resolve(request);
+        await new Promise<void>((r) => (answer = r));
+        return reply;
+      },
+      capacity: 3,
+      session: { providers: ['cpu'], cudaDeviceId: 0, intraOpThreads: 1 },
+      resolutionTtlMs: 60_000,
+      log: pino({ level: 'silent' }),
+    });
+    const first = slow.acquireProduction('acme', 'm');
+    while (!answer) await new Promise((r) => setTimeout(r, 5));
+    // The stage changes while the old answer is on its way.
+    production = v2;
+    slow.invalidate('*', 'm');
+    (answer as () => void)();
+    const old = await first;
+    expect(old.versionId).toBe(v1); // work that asked before the change runs on what it was told
+    old.release();
+    answer = null;
+    const next = slow.acquireProduction('acme', 'm');
+    while (!answer) await new Promise((r) => setTimeout(r, 5));
+    (answer as () => void)();
+    const lease = await next;
+    expect(lease.versionId).toBe(v2); // asked again, not served the stale answer
+    lease.release();
+    await slow.close();
+  });
+
+  it('reads the stage change out of the event as the relay publishes it, and only the model stream\'s copy', () => {
+    const appended = stageEvent({ modelName: 'lcd-demo', versionId: 'v-2', stage: 'PRODUCTION', tenant: '*', previousStage: 'STAGING', version: 2, changedBy: 'u', reason: 'r' });
+    const logged = (event: typeof appended): LoggedEvent => ({ ...event, sequence: 3, occurredAt: new Date().toISOString() });
+    const publish = (event: LoggedEvent) => createEnvelope(LOGGED_EVENT_TYPE, event, { tenant: event.tenant, idempotencyKey: `${event.stream}#${event.sequence}` });
+    expect(stageChangeOf(publish(logged(appended)))).toEqual({ tenant: '*', modelName: 'lcd-demo', versionId: 'v-2', stage: 'PRODUCTION', previousStage: 'STAGING' });
+    // The tenant stream's copy of the same change, another event type, a bare payload: not a change to act on.
+    expect(stageChangeOf(publish(logged({ ...appended, stream: 'models:*', routingKey: 'models.*.stage' })))).toBeNull();
+    expect(stageChangeOf(publish(logged({ ...appended, type: 'training.progress' })))).toBeNull();
+    expect(stageChangeOf(createEnvelope('model.stage', appended.payload, { tenant: '*' }))).toBeNull();
   });
 
   it('refuses an artifact that is not what the registry says, or breaks the contract; reports an unreachable registry as transient', async (ctx) => {

@@ -3,19 +3,61 @@
 // whole run, so a promotion never changes the model under a pair in progress; an evicted session is released when
 // its last lease ends. Which version serves a model is asked of the models subgraph (`models.resolve`) and cached
 // until a `model.<name>.stage` event or a time limit says otherwise.
+import { z } from 'zod';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import type { Logger } from 'pino';
+import type { Envelope } from '../../lib/broker/broker.js';
+import { LOGGED_EVENT_TYPE } from '../../lib/events/event-log.js';
 import { ModelContractError, validateModelContract, type ModelContract } from '../../lib/model/contract.js';
 import { ObjectNotFoundError, type ObjectStore } from '../../lib/storage/index.js';
 import type { ModelResolutionReply, ModelResolutionRequest } from '../../subgraphs/models/model-resolution.rpc.js';
+import { PLATFORM_TENANT } from '../../subgraphs/models/models.contracts.js';
+import { TRAINING_LOGGED_EVENT_TYPES } from '../../subgraphs/models/training.contracts.js';
 import type { InferenceMetrics } from './metrics.js';
 import { PairInputError, type ModelRunner } from './processor.js';
 
 export type ExecutionProvider = 'cpu' | 'cuda';
+
+/** A stage change as the worker acts on it: which model of which tenant (`*`: the platform's, seen by every tenant). */
+export interface StageChange {
+  tenant: string;
+  modelName: string;
+  versionId: string;
+  stage: string;
+  previousStage?: string;
+}
+
+/**
+ * The models subgraph appends a stage change to its event log (subgraphs/models/model-events.ts) and the event relay
+ * publishes it as an `event.logged` envelope whose payload is the logged event, the change itself in its `payload`.
+ * The same change is logged a second time on the tenant's stream (`models.<tenant>.stage`): only the model stream's
+ * copy (`model.<name>.stage`, stream `model:<tenant>:<name>`) counts, so that each change is acted on once.
+ */
+const loggedStageChangeSchema = z.object({
+  stream: z.string().startsWith('model:'),
+  type: z.literal(TRAINING_LOGGED_EVENT_TYPES.modelStage),
+  routingKey: z.string().startsWith('model.'),
+  payload: z.object({
+    tenant: z.string().min(1),
+    modelName: z.string().min(1),
+    versionId: z.string().min(1),
+    stage: z.string().min(1),
+    previousStage: z.string().optional(),
+  }),
+});
+
+/** The stage change an event carries, or null for anything else on the exchange (it is ignored). */
+export function stageChangeOf(envelope: Envelope<unknown>): StageChange | null {
+  if (envelope.type !== LOGGED_EVENT_TYPE) return null;
+  const parsed = loggedStageChangeSchema.safeParse(envelope.payload);
+  if (!parsed.success) return null;
+  const { tenant, modelName, versionId, stage, previousStage } = parsed.data.payload;
+  return { tenant, modelName, versionId, stage, ...(previousStage !== undefined && { previousStage }) };
+}
 
 /**
  * Whether onnxruntime-node's CUDA provider libraries are installed next to its binding (its install script downloads
@@ -51,6 +93,8 @@ export interface ModelLease {
   readonly versionId: string;
   readonly modelName: string;
   readonly executionProvider: ExecutionProvider;
+  /** Object-store key of the version's reference statistics for drift monitoring (null: none). */
+  readonly referenceStatsKey: string | null;
   release(): void;
 }
 
@@ -100,7 +144,10 @@ export interface ModelCacheOptions {
 export class ModelCache {
   private readonly entries = new Map<string, Entry>();
   private readonly loading = new Map<string, Promise<Entry>>();
-  private readonly resolutions = new Map<string, { reply: Extract<ModelResolutionReply, { found: true }>; expiresAt: number }>();
+  /** Resolved Production versions by (asking tenant, model name); pinned versions by (tenant, version id). */
+  private readonly resolutions = new Map<string, { tenant: string; modelName: string | null; reply: Extract<ModelResolutionReply, { found: true }>; expiresAt: number }>();
+  /** Bumped by every invalidation: a resolution that was asked before it is not cached (it may predate the change). */
+  private epoch = 0;
   /** Production version per model name, as last resolved, for the model_info metric. */
   private readonly production = new Map<string, string>();
   private cudaFailed = false;
@@ -109,19 +156,32 @@ export class ModelCache {
 
   /** Leases the Production version of `modelName` as the tenant sees it (its own model first, else the platform's). */
   async acquireProduction(tenant: string, modelName: string): Promise<ModelLease> {
-    const reply = await this.resolve(tenant, { tenant, modelName, stage: 'PRODUCTION' }, `${tenant}\0name:${modelName}`);
+    const reply = await this.resolve({ tenant, modelName, stage: 'PRODUCTION' }, `${tenant}\0name:${modelName}`);
     this.production.set(reply.modelName, reply.versionId);
     return this.acquire(reply);
   }
 
   /** Leases a pinned version, if the tenant may use it. */
   async acquireVersion(tenant: string, versionId: string): Promise<ModelLease> {
-    return this.acquire(await this.resolve(tenant, { tenant, versionId }, `${tenant}\0version:${versionId}`));
+    return this.acquire(await this.resolve({ tenant, versionId }, `${tenant}\0version:${versionId}`));
   }
 
-  /** Forgets which version serves `modelName` (a stage changed); loaded sessions stay until evicted. */
-  invalidate(modelName: string): void {
-    for (const [key, cached] of this.resolutions) if (cached.reply.modelName === modelName && key.includes('\0name:')) this.resolutions.delete(key);
+  /**
+   * Forgets which version serves `modelName` for `tenant` (a stage changed), so that the next work asks the models
+   * subgraph again. A platform model (tenant `*`) is what every tenant without a model of that name gets: its change
+   * drops every tenant's resolution of the name. Loaded sessions stay (leased work finishes on them) until evicted.
+   */
+  invalidate(tenant: string, modelName: string): void {
+    this.epoch += 1;
+    for (const [key, cached] of this.resolutions) {
+      if (cached.modelName === modelName && (tenant === PLATFORM_TENANT || cached.tenant === tenant)) this.resolutions.delete(key);
+    }
+  }
+
+  /** Forgets every resolution (e.g. stage events may have been missed while the broker was away). */
+  invalidateAll(): void {
+    this.epoch += 1;
+    this.resolutions.clear();
   }
 
   isLoaded(versionId: string): boolean {
@@ -140,9 +200,10 @@ export class ModelCache {
     this.entries.clear();
   }
 
-  private async resolve(tenant: string, request: ModelResolutionRequest, key: string) {
+  private async resolve(request: ModelResolutionRequest, key: string) {
     const cached = this.resolutions.get(key);
     if (cached && cached.expiresAt > Date.now()) return cached.reply;
+    const epoch = this.epoch;
     let reply: ModelResolutionReply;
     try {
       reply = await this.options.resolve(request);
@@ -150,7 +211,9 @@ export class ModelCache {
       throw new ModelUnavailableError(`the models service did not resolve the model: ${(error as Error).message}`, { cause: error });
     }
     if (!reply.found) throw new PairInputError('MODEL_NOT_FOUND', reply.reason);
-    this.resolutions.set(key, { reply, expiresAt: Date.now() + this.options.resolutionTtlMs });
+    if (epoch === this.epoch) {
+      this.resolutions.set(key, { tenant: request.tenant, modelName: request.versionId === undefined ? (request.modelName ?? null) : null, reply, expiresAt: Date.now() + this.options.resolutionTtlMs });
+    }
     return reply;
   }
 
@@ -178,6 +241,7 @@ export class ModelCache {
       versionId: held.versionId,
       modelName: held.modelName,
       executionProvider: held.provider,
+      referenceStatsKey: reply.referenceStatsKey ?? null,
       release: () => {
         if (released) return;
         released = true;

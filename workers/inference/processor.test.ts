@@ -10,6 +10,7 @@ import {
   planTiling,
   processPair,
   reflectIndex,
+  sampledTileIndices,
   tilePositions,
   type ModelRunner,
   type RowSink,
@@ -129,11 +130,23 @@ describe('processPair', () => {
     expect(red.mean).toBeCloseTo(150, 6);
     expect(red.std).toBeCloseTo(50, 6);
     expect(red.histogram.reduce((a, b) => a + b, 0)).toBe(64 * 64);
-    expect(red.histogram[Math.floor((200 / 255) * 64)]).toBe(32 * 64);
+    // Bins of the trainer's reference statistics: bin i holds [4i, 4i + 4).
+    expect(red.histogram[200 / 4]).toBe(32 * 64);
     expect(outcome.drift.input.before[1]).toMatchObject({ mean: 100, std: 0, min: 100, max: 100 });
     expect(outcome.drift.prediction.changedFraction).toBeCloseTo(0.5, 6);
     expect(outcome.drift.embedding).toMatchObject({ dim: 32, tiles: 1 });
     expect(outcome.drift.embedding.mean[0]).toBeGreaterThan(0);
+    // The one tile is the drift sample: its embedding and the changed half of it.
+    expect(outcome.drift.tiles).toHaveLength(1);
+    expect(outcome.drift.tiles[0]!.embedding).toEqual(outcome.drift.embedding.mean);
+    expect(outcome.drift.tiles[0]!.changedFraction).toBeCloseTo(0.5, 6);
+  });
+
+  it('samples up to eight tiles per pair, spread evenly and always the same ones', () => {
+    expect(sampledTileIndices(3)).toEqual([0, 1, 2]);
+    expect(sampledTileIndices(16)).toEqual([1, 3, 5, 7, 9, 11, 13, 15]);
+    expect(sampledTileIndices(100)).toEqual(sampledTileIndices(100));
+    expect(new Set(sampledTileIndices(100)).size).toBe(8);
   });
 
   it('gives the changed area in m² and hectares for a georeferenced pair', async () => {

@@ -63,8 +63,28 @@ export interface BandStats {
   std: number;
   min: number;
   max: number;
-  /** Counts of values in `bins` equal bins over [0, scale] (values outside fall in the edge bins). */
+  /**
+   * Counts of values in `bins` equal bins over [0, scale + 1) for an integer scale (255: bin i holds [4i, 4i + 4), as
+   * in the trainer's reference_stats.json), else over [0, scale]; values outside fall in the edge bins.
+   */
   histogram: number[];
+}
+
+/** One tile of a pair as drift monitoring samples it: its embedding and the model's output on it. */
+export interface TileSample {
+  embedding: number[];
+  /** Fraction of the tile's pixels over the model's own threshold (as in the reference statistics). */
+  changedFraction: number;
+  meanProbability: number;
+}
+
+/** Tiles per pair kept for drift monitoring (MMD compares tile embeddings with the reference's). */
+export const DRIFT_TILE_SAMPLES = 8;
+
+/** Up to `k` of `total` tile indices, spread evenly and always the same for the same tiling. */
+export function sampledTileIndices(total: number, k = DRIFT_TILE_SAMPLES): number[] {
+  const n = Math.min(k, total);
+  return Array.from({ length: n }, (_, i) => Math.floor(((i + 0.5) * total) / n));
 }
 
 export interface DriftSummary {
@@ -72,6 +92,8 @@ export interface DriftSummary {
   input: { scale: number; bins: number; before: BandStats[]; after: BandStats[] };
   prediction: { changedFraction: number; meanProbability: number };
   embedding: { dim: number; tiles: number; mean: number[]; variance: number[] };
+  /** A deterministic sample of the pair's tiles (see sampledTileIndices), in tile order. */
+  tiles: TileSample[];
 }
 
 export interface PairOutcome {
@@ -298,7 +320,8 @@ class RowWindow {
     const C = this.contract.bands;
     const B = this.source.info.bands;
     const pixels = rows * this.width;
-    const binScale = HISTOGRAM_BINS / scale;
+    // Integer units (8-bit: 0..255) are binned like the trainer's reference statistics, over [0, scale + 1).
+    const binScale = HISTOGRAM_BINS / (Number.isInteger(scale) ? scale + 1 : scale);
     for (let c = 0; c < C; c++) {
       const band = this.bands[c]!;
       const acc = this.stats[c]!;
@@ -412,6 +435,9 @@ export async function processPair(
   const embeddingMean = new Float64Array(D);
   const embeddingM2 = new Float64Array(D);
   let embeddingCount = 0;
+  const sampled = new Set(sampledTileIndices(xs.length * ys.length));
+  const tileSamples: TileSample[] = [];
+  const contractThreshold = contract.threshold;
   const timings = { decode: 0, inference: 0, stitch: 0, output: 0, polygons: 0 };
   const activation = contract.outputActivation === 'sigmoid' ? sigmoid : (x: number) => Math.min(1, Math.max(0, x));
   let tiles = 0;
@@ -479,6 +505,22 @@ export async function processPair(
             weight[row + tx]! += w;
           }
         }
+        if (sampled.has(s * xs.length + first + k)) {
+          let over = 0;
+          let sum = 0;
+          for (let ty = 0; ty < tileH; ty++) {
+            for (let tx = 0; tx < tileW; tx++) {
+              const p = activation(logits[base + ty * TW + tx]!);
+              sum += p;
+              if (p > contractThreshold) over += 1;
+            }
+          }
+          tileSamples.push({
+            embedding: Array.from(embedding.subarray(k * D, (k + 1) * D)),
+            changedFraction: over / (tileW * tileH),
+            meanProbability: Math.min(1, Math.max(0, sum / (tileW * tileH))),
+          });
+        }
         // Running mean and variance of the tile embeddings (Welford).
         embeddingCount += 1;
         for (let d = 0; d < D; d++) {
@@ -543,6 +585,7 @@ export async function processPair(
         mean: Array.from(embeddingMean),
         variance: Array.from(embeddingM2, (m2) => (embeddingCount > 1 ? m2 / (embeddingCount - 1) : 0)),
       },
+      tiles: tileSamples,
     },
     timings,
   };

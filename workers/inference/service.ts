@@ -6,6 +6,7 @@ import type { Runtime } from '../../lib/runtime.js';
 import { createMetricsRegistry, serviceLogger } from '../../lib/telemetry.js';
 import type { InferenceConfig } from './config.js';
 import { InferenceWorker } from './consumer.js';
+import { consumeEvaluations } from './evaluation.js';
 import { InferenceMetrics } from './metrics.js';
 
 export interface RunningInferenceWorker {
@@ -36,9 +37,13 @@ export async function startInferenceWorker(options: {
       return { ...checks, storage: await options.runtime.store.isHealthy() };
     },
   });
+  let evaluations;
   try {
     await worker.start();
+    // Versions to evaluate on a frozen dataset version (workers/inference/evaluation.ts), beside the pairs.
+    evaluations = await consumeEvaluations({ broker: options.runtime.broker, store: options.runtime.store, config: options.config, log }, options.config.INFERENCE_EVALUATION_QUEUE);
   } catch (error) {
+    await worker.stop();
     await http.close();
     throw error;
   }
@@ -49,6 +54,7 @@ export async function startInferenceWorker(options: {
     worker,
     metrics,
     async close() {
+      await evaluations.close();
       await worker.stop();
       await http.close();
     },

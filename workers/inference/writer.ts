@@ -14,6 +14,13 @@ import { crsUrn, describeCrs, pixelToMap, type GeoReference } from '../../lib/im
 import { encodePngSync, PngRowWriter } from '../../lib/imaging/png-stream.js';
 import { encodeTiff, FileTiffSink, TiffRowWriter } from '../../lib/imaging/tiff-writer.js';
 import type { ObjectStore } from '../../lib/storage/index.js';
+import type { Logger } from 'pino';
+import {
+  DRIFT_SAMPLE_TYPE,
+  DRIFT_SAMPLES_QUEUE,
+  DRIFT_SAMPLES_QUEUE_OPTIONS,
+  type DriftSamplePayloadInput,
+} from '../../subgraphs/monitoring/drift-samples.contract.js';
 import {
   JOBS_PAIR_RESULTS_QUEUE,
   MESSAGE_TYPES,
@@ -337,5 +344,50 @@ export class PairReporter {
 
   failed(tenant: string, jobId: string, pairIndex: number, error: PairError, final: boolean): Promise<void> {
     return this.send(tenant, { kind: 'failed', jobId, pairIndex, error, final });
+  }
+}
+
+/**
+ * Sends each successful pair's drift summary to the monitoring subgraph (durable `monitoring.drift-samples`). Never
+ * fails the pair: a send that fails or takes longer than `timeoutMs` is logged and counted, and the pair goes on.
+ */
+export class DriftSampleSender {
+  private ready: Promise<void> | null = null;
+
+  constructor(
+    private readonly broker: Broker,
+    private readonly log: Logger,
+    private readonly onOutcome?: (outcome: 'sent' | 'failed') => void,
+    private readonly timeoutMs = 5000,
+  ) {}
+
+  async send(sample: DriftSamplePayloadInput): Promise<boolean> {
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      const sending = (async () => {
+        this.ready ??= this.broker.assertQueue(DRIFT_SAMPLES_QUEUE, DRIFT_SAMPLES_QUEUE_OPTIONS).catch((error: unknown) => {
+          this.ready = null;
+          throw error;
+        });
+        await this.ready;
+        await this.broker.send(
+          DRIFT_SAMPLES_QUEUE,
+          createEnvelope(DRIFT_SAMPLE_TYPE, sample, { tenant: sample.tenant, idempotencyKey: `drift-sample:${sample.jobId}#${sample.pairIndex}` }),
+        );
+      })();
+      const timeout = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`no confirm within ${this.timeoutMs} ms`)), this.timeoutMs);
+      });
+      sending.catch(() => undefined);
+      await Promise.race([sending, timeout]);
+      this.onOutcome?.('sent');
+      return true;
+    } catch (error) {
+      this.log.warn({ err: error, jobId: sample.jobId, pairIndex: sample.pairIndex }, 'drift sample not sent; the pair is not affected');
+      this.onOutcome?.('failed');
+      return false;
+    } finally {
+      if (timer) clearTimeout(timer);
+    }
   }
 }
