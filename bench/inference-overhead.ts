@@ -11,7 +11,6 @@ import * as ort from 'onnxruntime-node';
 import { openRaster } from '../lib/imaging/raster-source.js';
 import { validateModelContract } from '../lib/model/contract.js';
 import { BENCH_MODEL, ensureTrainedModel } from '../lib/model/testing.js';
-import { OrtModelRunner } from '../workers/inference/model-cache.js';
 import type { ChangeResultPayload } from '../workers/inference/contracts.js';
 import { processPair, type ModelRunner } from '../workers/inference/processor.js';
 import { argValue, median, startWorkerHarness, writeScene } from './inference-support.js';
@@ -48,7 +47,13 @@ try {
     { writeRows: async () => undefined },
     { threshold: 0.5, batchSize, minRegionPixels: 4, simplifyTolerance: 0.5 },
   );
-  const bare = new OrtModelRunner(contract, session);
+  // The reference: onnxruntime called directly, on this thread, with nothing around it.
+  const bare = {
+    run: async (before: Float32Array, after: Float32Array, n: number, height: number, width: number) => {
+      const dims = [n, contract.bands, height, width];
+      await session.run({ before: new ort.Tensor('float32', before, dims), after: new ort.Tensor('float32', after, dims) });
+    },
+  };
   const runBare = async () => {
     const t0 = performance.now();
     for (const b of batches) await bare.run(b.before, b.after, b.dims[0]!, b.dims[2]!, b.dims[3]!);

@@ -49,14 +49,24 @@ async function compile(file) {
   return true;
 }
 
+async function copy(file) {
+  const target = join(out, relative(root, file));
+  const [src, dst] = await Promise.all([stat(file), stat(target).catch(() => null)]);
+  if (dst && dst.mtimeMs >= src.mtimeMs) return false;
+  await mkdir(dirname(target), { recursive: true });
+  await copyFile(file, target);
+  return true;
+}
+
 const jobs = [];
 for (const dir of sourceDirs) {
   for await (const file of walk(join(root, dir))) {
     if (file.endsWith('.ts') && !file.endsWith('.d.ts') && !file.endsWith('.test.ts')) jobs.push(compile(file));
+    // A worker thread's script (plain JavaScript) is loaded from beside the module that starts it.
+    else if (file.endsWith('.worker.mjs')) jobs.push(copy(file));
     // Non-TS assets a service reads at run time (SQL, HTML, ONNX, Python) are read from the source tree, not copied.
   }
 }
 for (const f of rootFiles) jobs.push(compile(join(root, f)).catch(() => false));
 const built = (await Promise.all(jobs)).filter(Boolean).length;
 if (built > 0) process.stderr.write(`build: compiled ${built} file(s) to dist/\n`);
-void copyFile;

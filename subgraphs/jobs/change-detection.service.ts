@@ -33,7 +33,7 @@ import { JobKind, JobPairStatus, type PairResultDetails } from './job.contracts.
 import type { JobEntity } from './job.entity.js';
 import type { JobPairEntity } from './job-pair.entity.js';
 import type { JobRepository } from './job.repository.js';
-import type { Actor, CancellingActor, JobService, PairResult, PairUpdate } from './job.service.js';
+import type { Actor, CancellingActor, JobService, PairResult, PairUpdate, SyncOutcome } from './job.service.js';
 import { ChangeResult, ChangeStats, ModelVersionRef } from './job.type.js';
 
 export interface DetectChangesRequest {
@@ -143,7 +143,6 @@ export class ChangeDetectionService {
       kind: JobKind.SYNC,
       modelName,
       threshold: input.threshold ?? null,
-      startRunning: true,
       pairs: [{ beforeKey: before.objectKey, afterKey: after.objectKey, beforeUploadId: before.id, afterUploadId: after.id }],
     };
     this.jobs.checkInput(jobInput);
@@ -173,19 +172,22 @@ export class ChangeDetectionService {
         return { ok: false, error: { code: timedOut ? 'DEADLINE_EXCEEDED' : 'MODEL_UNAVAILABLE', message } };
       }
     };
-    // The history record is written while the worker runs: neither waits for the other.
-    const [job, reply] = await Promise.all([this.jobs.createJob(em, jobInput), ask()]);
-    const ref = { tenant: actor.tenant, jobId: job.id, index: 0 };
-    // Progress subscribers hear of SYNC jobs too; the answer does not wait for that.
-    const announce = (pair: ProgressPair) => void this.publishProgress(job, pair);
+    const startedAt = new Date();
+    const reply = await ask();
+    // The job is recorded once it has ended, with its progress event (subscribers hear of SYNC jobs too), in one
+    // transaction: nothing half-written if this process stops mid-way, and the answer's jobId can be read at once.
+    const complete = async (outcome: SyncOutcome, pair: ProgressPair) => {
+      const eventLog = this.eventLog;
+      const job = await this.jobs.recordSyncJob(em.fork(), { ...jobInput, startedAt }, outcome, eventLog ? (tx, job) => appendEvents(tx, progressEvents(job, pair)) : undefined);
+      eventLog?.relay.kick();
+      return job;
+    };
     if (!reply.ok) {
-      await this.jobs.completeSyncJob(em.fork(), ref, { error: reply.error.message, code: reply.error.code });
-      announce({ index: 0, status: JobPairStatus.FAILED, error: reply.error.message, errorCode: reply.error.code });
+      await complete({ error: reply.error.message, code: reply.error.code }, { index: 0, status: JobPairStatus.FAILED, error: reply.error.message, errorCode: reply.error.code });
       throw syncPairError(reply.error);
     }
-    await this.jobs.completeSyncJob(em.fork(), ref, { result: toPairResult(reply.result) });
-    announce({ index: 0, status: JobPairStatus.SUCCEEDED, error: null, errorCode: null });
-    const result = await this.changeResult(fromPayload(job.id, 0, reply.result));
+    await complete({ result: toPairResult(reply.result) }, { index: 0, status: JobPairStatus.SUCCEEDED, error: null, errorCode: null });
+    const result = await this.changeResult(fromPayload(jobInput.id, 0, reply.result));
     if (!result) throw new Error('the inference worker returned a result without its outputs');
     return result;
   }
@@ -316,22 +318,7 @@ export class ChangeDetectionService {
         // Built from the job as it is now, under its lock: events of one job are logged in order, each with the
         // counts of its moment, so progress never goes backwards for a subscriber.
         const current = (await this.repository.lockJob(em, job.tenant, job.id)) ?? job;
-        const event: JobProgressEvent = {
-          jobId: current.id,
-          tenant: current.tenant,
-          sequence: current.eventSequence,
-          status: current.status,
-          progress: current.pairCount > 0 ? (current.succeededCount + current.failedCount) / current.pairCount : 0,
-          pairCount: current.pairCount,
-          succeededCount: current.succeededCount,
-          failedCount: current.failedCount,
-          pair: pair ? { index: pair.index, status: pair.status, error: pair.error, errorCode: pair.errorCode } : null,
-        };
-        const payload = event as unknown as Record<string, unknown>;
-        await appendEvents(em, [
-          { stream: `job:${current.id}`, type: MESSAGE_TYPES.jobProgress, tenant: current.tenant, routingKey: EVENT_KEYS.jobProgress(current.id), payload },
-          { stream: `jobs:${current.tenant}`, type: MESSAGE_TYPES.jobProgress, tenant: current.tenant, routingKey: `jobs.${current.tenant}.progress`, payload },
-        ]);
+        await appendEvents(em, progressEvents(current, pair));
       });
       relay.kick();
     } catch (error) {
@@ -455,4 +442,27 @@ function fromPayload(jobId: string, index: number, result: ChangeResultPayload):
     details: pair.details ?? null,
     modelVersionId: result.modelVersionId,
   };
+}
+
+/** A job's progress event as logged: on the job's own stream and on its tenant's, with the counts of its moment. */
+function progressEvents(
+  job: Pick<JobEntity, 'id' | 'tenant' | 'eventSequence' | 'status' | 'pairCount' | 'succeededCount' | 'failedCount'>,
+  pair: ProgressPair | null,
+) {
+  const event: JobProgressEvent = {
+    jobId: job.id,
+    tenant: job.tenant,
+    sequence: job.eventSequence,
+    status: job.status,
+    progress: job.pairCount > 0 ? (job.succeededCount + job.failedCount) / job.pairCount : 0,
+    pairCount: job.pairCount,
+    succeededCount: job.succeededCount,
+    failedCount: job.failedCount,
+    pair: pair ? { index: pair.index, status: pair.status, error: pair.error, errorCode: pair.errorCode } : null,
+  };
+  const payload = event as unknown as Record<string, unknown>;
+  return [
+    { stream: `job:${job.id}`, type: MESSAGE_TYPES.jobProgress, tenant: job.tenant, routingKey: EVENT_KEYS.jobProgress(job.id), payload },
+    { stream: `jobs:${job.tenant}`, type: MESSAGE_TYPES.jobProgress, tenant: job.tenant, routingKey: `jobs.${job.tenant}.progress`, payload },
+  ];
 }

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Database } from '../../lib/db.js';
 import { JobKind, JobPairStatus, JobStatus } from './job.contracts.js';
@@ -288,5 +289,23 @@ describe('change detection bookkeeping', () => {
     expect((await repository.findUndispatched(db.fork(), later, 1000)).map((j) => j.id)).not.toContain(job.id);
     expect((await repository.findOpenPairs(db.fork(), 'acme', job.id)).map((p) => p.index)).toEqual([0, 1, 2]);
     expect(await codeOf(service.createJob(db.fork(), aJob('acme', { modelVersionId: 'latest' })))).toBe('BAD_USER_INPUT');
+  });
+
+  it('records a synchronous job once it has ended, with what the caller adds, all or nothing', async () => {
+    const startedAt = new Date(Date.now() - 250);
+    const input = (id: string) => ({ ...aJob('acme', { kind: JobKind.SYNC, pairs: [aPair('acme')] }), id, startedAt });
+    const ok = await service.recordSyncJob(db.fork(), input(randomUUID()), { result: aResult('x', 0) });
+    expect(await storedJob(ok.id)).toMatchObject({ kind: JobKind.SYNC, status: JobStatus.SUCCEEDED, succeededCount: 1, failedCount: 0, eventSequence: 1, startedAt });
+    expect(await storedPairs(ok.id)).toEqual([JobPairStatus.SUCCEEDED]);
+
+    const failed = await service.recordSyncJob(db.fork(), input(randomUUID()), { error: 'before image: not an image', code: 'BEFORE_NOT_AN_IMAGE' });
+    expect(await storedJob(failed.id)).toMatchObject({ status: JobStatus.FAILED, failedCount: 1, error: 'before image: not an image' });
+    expect((await db.fork().findOneOrFail(JobPairEntity, { job: failed.id })).errorCode).toBe('BEFORE_NOT_AN_IMAGE');
+
+    // What the caller writes in the same transaction fails: no job is left behind.
+    const id = randomUUID();
+    await expect(service.recordSyncJob(db.fork(), input(id), { result: aResult(id, 0) }, async () => { throw new Error('event log unavailable'); })).rejects.toThrow('event log unavailable');
+    expect(await db.fork().findOne(JobEntity, id)).toBeNull();
+    expect(await codeOf(service.recordSyncJob(db.fork(), { ...input(randomUUID()), pairs: [aPair('acme'), aPair('acme')] }, { result: aResult('x', 0) }))).toBe('BAD_USER_INPUT');
   });
 });

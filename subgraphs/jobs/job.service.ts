@@ -56,8 +56,6 @@ export interface CreateJobInput {
   modelVersionId?: string | null;
   /** A chosen id (a SYNC job's outputs are keyed by it before the record is written). */
   id?: string;
-  /** SYNC jobs: stored RUNNING with their pair on its first attempt, the work having started already. */
-  startRunning?: boolean;
 }
 
 /** How a SYNC job's one pair ended. */
@@ -86,7 +84,11 @@ export interface PairUpdate {
   changed: boolean;
 }
 
-const MODEL_NAME = /^[\p{L}\p{N}][\p{L}\p{N}._-]{0,99}$/u;
+/**
+ * A model name, or `name@alias` for the version an alias points to (the models subgraph resolves it, `models.resolve`);
+ * 100 characters in all, the most the inference workers' requests carry.
+ */
+const MODEL_NAME = /^(?=.{1,100}$)[\p{L}\p{N}][\p{L}\p{N}._-]*(?:@[a-z][a-z0-9_-]{0,39})?$/u;
 const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,200}$/;
 const UPLOAD_ID_MAX = 200;
 const ERROR_MAX = 2000;
@@ -117,11 +119,8 @@ export class JobService {
     }
     try {
       return await em.transactional(async (tx) => {
-        const now = new Date();
-        const running = input.startRunning === true;
         const job = tx.create(JobEntity, {
           ...(input.id !== undefined && { id: input.id }),
-          ...(running && { status: JobStatus.RUNNING, startedAt: now }),
           tenant: input.tenant,
           kind: input.kind,
           pairCount: input.pairs.length,
@@ -141,7 +140,6 @@ export class JobService {
             afterKey: pair.afterKey,
             beforeUploadId: pair.beforeUploadId ?? null,
             afterUploadId: pair.afterUploadId ?? null,
-            ...(running && { status: JobPairStatus.RUNNING, attempts: 1, startedAt: now }),
           }),
         );
         return job;
@@ -260,35 +258,65 @@ export class JobService {
   }
 
   /**
-   * Records how a SYNC job's pair ended, in one transaction of two guarded updates (no locks: the request that made
-   * the job is its only writer). A job cancelled meanwhile stays cancelled.
+   * Records a SYNC job once, when its one pair has ended: the job and the pair in their final state, and whatever
+   * `inTransaction` adds (its progress event), in one transaction. A request that never ends (the process stopped
+   * mid-way) leaves no half-written record, and the answer's jobId is readable the moment the caller has it.
    */
-  async completeSyncJob(em: EntityManager, ref: PairRef, outcome: SyncOutcome): Promise<boolean> {
-    if (!isUuid(ref.jobId)) throw notFound('Job', ref.jobId);
+  async recordSyncJob(
+    em: EntityManager,
+    input: CreateJobInput & { id: string; startedAt: Date },
+    outcome: SyncOutcome,
+    inTransaction?: (tx: EntityManager, job: JobEntity) => Promise<unknown>,
+  ): Promise<JobEntity> {
+    if (input.kind !== JobKind.SYNC || input.pairs.length !== 1) throw badInput('A synchronous job has exactly one pair', 'pairs');
+    this.checkInput(input);
     const now = new Date();
+    const succeeded = 'result' in outcome;
+    const pair = input.pairs[0]!;
     return em.transactional(async (tx) => {
-      const succeeded = 'result' in outcome;
-      const pairChanges = succeeded
-        ? {
-            status: JobPairStatus.SUCCEEDED,
-            resultKeys: outcome.result.resultKeys,
-            stats: outcome.result.stats ?? null,
-            width: outcome.result.width ?? null,
-            height: outcome.result.height ?? null,
-            modelVersionId: outcome.result.modelVersionId ?? null,
-            details: outcome.result.details ?? null,
-            finishedAt: now,
-          }
-        : { status: JobPairStatus.FAILED, error: outcome.error.slice(0, ERROR_MAX), errorCode: outcome.code, finishedAt: now };
-      const pairs = await this.repository.updateRunningPair(tx, ref.jobId, ref.index, pairChanges);
-      if (pairs === 0) return false;
-      const jobs = await this.repository.updateRunningJob(tx, ref.tenant, ref.jobId, {
+      const job = tx.create(JobEntity, {
+        id: input.id,
+        tenant: input.tenant,
+        kind: JobKind.SYNC,
         status: succeeded ? JobStatus.SUCCEEDED : JobStatus.FAILED,
-        ...(succeeded ? { succeededCount: 1, modelVersionId: outcome.result.modelVersionId ?? null } : { failedCount: 1, error: outcome.error.slice(0, ERROR_MAX) }),
+        pairCount: 1,
+        succeededCount: succeeded ? 1 : 0,
+        failedCount: succeeded ? 0 : 1,
+        modelName: input.modelName,
+        modelVersionId: succeeded ? (outcome.result.modelVersionId ?? null) : null,
+        threshold: input.threshold ?? null,
+        inputHash: hashInput(input),
+        requestedBy: input.requestedBy,
+        error: succeeded ? null : outcome.error.slice(0, ERROR_MAX),
+        createdAt: input.startedAt,
+        startedAt: input.startedAt,
         finishedAt: now,
         eventSequence: 1,
       });
-      return jobs === 1;
+      tx.create(JobPairEntity, {
+        job,
+        index: 0,
+        beforeKey: pair.beforeKey,
+        afterKey: pair.afterKey,
+        beforeUploadId: pair.beforeUploadId ?? null,
+        afterUploadId: pair.afterUploadId ?? null,
+        attempts: 1,
+        startedAt: input.startedAt,
+        finishedAt: now,
+        ...(succeeded
+          ? {
+              status: JobPairStatus.SUCCEEDED,
+              resultKeys: outcome.result.resultKeys,
+              stats: outcome.result.stats ?? null,
+              width: outcome.result.width ?? null,
+              height: outcome.result.height ?? null,
+              modelVersionId: outcome.result.modelVersionId ?? null,
+              details: outcome.result.details ?? null,
+            }
+          : { status: JobPairStatus.FAILED, error: outcome.error.slice(0, ERROR_MAX), errorCode: outcome.code }),
+      });
+      await inTransaction?.(tx, job);
+      return job;
     });
   }
 
@@ -325,7 +353,7 @@ export class JobService {
   checkInput(input: CreateJobInput): void {
     if (!Object.values(JobKind).includes(input.kind)) throw badInput(`kind must be one of ${Object.values(JobKind).join(', ')}`, 'kind');
     if (!MODEL_NAME.test(input.modelName)) {
-      throw badInput('modelName must be 1–100 letters, digits, dots, dashes or underscores', 'modelName');
+      throw badInput('modelName must be 1–100 letters, digits, dots, dashes or underscores, optionally followed by @alias (e.g. lcd-demo@challenger)', 'modelName');
     }
     const threshold = input.threshold;
     if (threshold !== undefined && threshold !== null && !(Number.isFinite(threshold) && threshold >= 0 && threshold <= 1)) {
@@ -336,7 +364,6 @@ export class JobService {
     }
     if (input.modelVersionId != null && !isUuid(input.modelVersionId)) throw badInput('modelVersionId is not a model version id', 'modelVersionId');
     if (input.id !== undefined && !isUuid(input.id)) throw badInput('id must be a UUID', 'id');
-    if (input.startRunning && input.kind !== JobKind.SYNC) throw badInput('Only a SYNC job starts running', 'kind');
     if (input.idempotencyKey != null && !IDEMPOTENCY_KEY.test(input.idempotencyKey)) {
       throw badInput('idempotencyKey must be 1–200 printable ASCII characters without spaces', 'idempotencyKey');
     }

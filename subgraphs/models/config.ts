@@ -14,6 +14,12 @@ export const modelsEnv = z.object({
   /** Evaluation of versions by the inference workers: requests out, results in (the worker reads its queue from INFERENCE_EVALUATION_QUEUE). */
   MODEL_EVALUATION_REQUESTS_QUEUE: z.string().default(EVALUATION_QUEUES.requests),
   MODEL_EVALUATION_RESULTS_QUEUE: z.string().default(EVALUATION_QUEUES.results),
+  /**
+   * An evaluation PENDING this long after its request was sent is taken as lost and sent again, at most
+   * MODEL_EVALUATION_MAX_ATTEMPTS times in all; then it fails as timed out. Fractions are allowed (tests).
+   */
+  MODEL_EVALUATION_TIMEOUT_MINUTES: z.coerce.number().positive().default(30),
+  MODEL_EVALUATION_MAX_ATTEMPTS: z.coerce.number().int().min(1).max(20).default(3),
   /** Time limit of a run whose config sets no `timeLimitSeconds`. */
   TRAINING_TIME_LIMIT_SECONDS: z.coerce.number().int().positive().default(6 * 3600),
   TRAINING_MAX_TIME_LIMIT_SECONDS: z.coerce.number().int().positive().default(48 * 3600),

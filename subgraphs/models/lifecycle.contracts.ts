@@ -7,15 +7,21 @@ export const PromotionStatus = {
   PENDING: 'PENDING',
   APPROVED: 'APPROVED',
   REJECTED: 'REJECTED',
+  /** Withdrawn while pending, by its requester (or an admin of the tenant). */
+  CANCELLED: 'CANCELLED',
 } as const;
 export type PromotionStatus = (typeof PromotionStatus)[keyof typeof PromotionStatus];
 export const PROMOTION_STATUSES = Object.values(PromotionStatus);
 
-/** What a history record reports: a stage change, or an alias set on (or moved to) a version, or removed from it. */
+/**
+ * What a history record reports: a stage change, an alias set on (or moved to) a version or removed from it, or a
+ * pending promotion request of the version withdrawn (the stage unchanged).
+ */
 export const ModelHistoryKind = {
   STAGE: 'STAGE',
   ALIAS_SET: 'ALIAS_SET',
   ALIAS_REMOVED: 'ALIAS_REMOVED',
+  PROMOTION_CANCELLED: 'PROMOTION_CANCELLED',
 } as const;
 export type ModelHistoryKind = (typeof ModelHistoryKind)[keyof typeof ModelHistoryKind];
 export const MODEL_HISTORY_KINDS = Object.values(ModelHistoryKind);

@@ -39,8 +39,9 @@ export type EvaluationSplit = (typeof EVALUATION_SPLITS)[number];
 
 /**
  * Why an evaluation failed. Found before anything was sent: NO_EVALUATION_DATASET, DATASET_NOT_FOUND,
- * NO_LABELLED_ITEMS, DATASET_UNAVAILABLE, BROKER_UNAVAILABLE. Found by the worker: the rest, and a pair's own problems
- * under the inference worker's codes (workers/inference/contracts.ts: BAND_COUNT, SIZE_MISMATCH, BEFORE_CORRUPT, …).
+ * NO_LABELLED_ITEMS, DATASET_UNAVAILABLE, BROKER_UNAVAILABLE. Found by the models subgraph's sweep: TIMED_OUT (no
+ * result after every attempt). Found by the worker: the rest, and a pair's own problems under the inference worker's
+ * codes (workers/inference/contracts.ts: BAND_COUNT, SIZE_MISMATCH, BEFORE_CORRUPT, …).
  */
 export const EVALUATION_ERROR_CODES = [
   'NO_EVALUATION_DATASET',
@@ -55,6 +56,7 @@ export const EVALUATION_ERROR_CODES = [
   'LABEL_UNREADABLE',
   'ITEM_INVALID',
   'INTERNAL',
+  'TIMED_OUT',
 ] as const;
 export type EvaluationErrorCode = (typeof EVALUATION_ERROR_CODES)[number] | (string & {});
 const errorCode = z.string().regex(/^[A-Z][A-Z0-9_]{1,63}$/);
@@ -131,6 +133,14 @@ export interface EvaluationRecord {
   confusion: ConfusionCounts | null;
   requestedBy: string;
   requestedAt: string;
+  /**
+   * How often the request was sent: 1, then one more each time the sweep re-sends a PENDING one whose result did not
+   * come (absent in records written before re-sending existed: 1). Every attempt carries the same requestId, so the
+   * first result to arrive applies and the others are ignored.
+   */
+  attempts?: number;
+  /** When the request was last sent (absent: requestedAt). */
+  lastSentAt?: string;
   evaluatedAt: string | null;
   error: { code: EvaluationErrorCode; message: string } | null;
 }

@@ -1,14 +1,17 @@
 // The registry's side of evaluations on a real database and real broker semantics (the in-process broker), with the
 // datasets subgraph's version resolution answered over the broker: which dataset version a model is evaluated on,
 // the request an inference worker receives, and what a result does to a version — its evaluation record, and for an
-// uploaded version its metrics, the gate decision and the move to STAGING — written whole or not at all.
+// uploaded version its metrics, the gate decision and the move to STAGING — written whole or not at all; and the
+// evaluations whose request or result was lost: sent again with the same requestId, then failed as timed out.
 import { randomUUID } from 'node:crypto';
 import { GraphQLError } from 'graphql';
+import { pino } from 'pino';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createBroker, createEnvelope, MemoryBrokerServer, type Broker, type Subscription } from '../../lib/broker/broker.js';
 import type { Database } from '../../lib/db.js';
 import { VERSION_RESOLUTION_QUEUE, VERSION_RESOLUTION_TYPES, type VersionResolutionReply, type VersionResolutionRequest } from '../datasets/version-resolution.rpc.js';
 import { EVALUATION_DELIVERY_LIMIT, evaluationIdempotencyKey, summarizeConfusion, type EvaluationRequest, type EvaluationResult } from './model-evaluation.contracts.js';
+import { sweepLostEvaluations } from './model-evaluation.consumer.js';
 import { EVALUATION_GATE_ACTOR, ModelEvaluationService } from './model-evaluation.service.js';
 import { ModelRegistryRepository } from './model-registry.repository.js';
 import { ModelRegistryService } from './model-registry.service.js';
@@ -33,6 +36,16 @@ const requests: { request: EvaluationRequest; idempotencyKey?: string; tenant: s
 const REQUESTS_QUEUE = 'inference.evaluate.service-test';
 const gate = { minimums: { f1: 0.7, iou: 0.5 }, maxRegression: 0.02 };
 
+/** The service as the models subgraph wires it, on this file's broker and queues. */
+const serviceOptions = () => ({
+  broker,
+  requestsQueue: REQUESTS_QUEUE,
+  resultsQueue: 'models.evaluation-results.service-test',
+  datasetVersionQueue: VERSION_RESOLUTION_QUEUE,
+  rpcTimeoutMs: 2000,
+  gate,
+});
+
 beforeAll(async () => {
   ({ db, close } = await openModelsDatabase());
   broker = await createBroker({ memoryServer: new MemoryBrokerServer() });
@@ -51,14 +64,7 @@ beforeAll(async () => {
     async (d) => void requests.push({ request: d.envelope.payload, idempotencyKey: d.envelope.idempotencyKey, tenant: d.envelope.tenant }),
     { deliveryLimit: EVALUATION_DELIVERY_LIMIT },
   );
-  evaluations = new ModelEvaluationService(repository, registry, {
-    broker,
-    requestsQueue: REQUESTS_QUEUE,
-    resultsQueue: 'models.evaluation-results.service-test',
-    datasetVersionQueue: VERSION_RESOLUTION_QUEUE,
-    rpcTimeoutMs: 2000,
-    gate,
-  });
+  evaluations = new ModelEvaluationService(repository, registry, serviceOptions());
 });
 afterAll(async () => {
   await worker?.close();
@@ -300,5 +306,108 @@ describe('evaluating an uploaded version', () => {
     const version = await uploaded('lost-dataset');
     const evaluated = await evaluations.evaluateRegistered(db.fork(), caller(), version);
     expect(evaluated).toMatchObject({ stage: ModelStage.NONE, evaluation: { status: 'FAILED', datasetVersionId: gone, error: { code: 'DATASET_NOT_FOUND' } } });
+  });
+});
+
+describe('lost evaluations', () => {
+  // A minute without a result counts as lost here; each sweep is given its clock, so nothing waits for it.
+  const lost = { timeoutMinutes: 1, maxAttempts: 3 };
+  let sweeper: ModelEvaluationService;
+  const later = (minutes: number) => new Date(Date.now() + minutes * 60_000);
+  const requestsFor = (versionId: string) => requests.filter((r) => r.request.modelVersionId === versionId);
+
+  beforeAll(() => {
+    sweeper = new ModelEvaluationService(repository, registry, { ...serviceOptions(), lost });
+  });
+
+  async function pendingUpload(modelName: string): Promise<{ version: ModelVersionEntity; first: EvaluationRequest }> {
+    const dataset = aDatasetVersion();
+    await evaluations.setEvaluationDataset(db.fork(), caller(), modelName, dataset);
+    const version = await uploaded(modelName);
+    const pending = await evaluations.evaluateRegistered(db.fork(), caller(), version);
+    expect(pending.evaluation).toMatchObject({ status: 'PENDING', attempts: 1 });
+    return { version, first: (await waitForRequest(version.id)).request };
+  }
+
+  async function waitForRequests(versionId: string, count: number): Promise<EvaluationRequest[]> {
+    const deadline = Date.now() + 5000;
+    while (requestsFor(versionId).length < count) {
+      if (Date.now() > deadline) throw new Error(`${requestsFor(versionId).length} of ${count} evaluation requests for ${versionId}`);
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    return requestsFor(versionId).map((r) => r.request);
+  }
+
+  it('sends a PENDING evaluation again after the timeout, with the same requestId; the first result applies once', async () => {
+    const { version, first } = await pendingUpload('lost-result');
+    // Within the timeout nothing is sent again.
+    await sweeper.resendLost(db.fork(), later(0.5));
+    expect((await reload(version.id)).evaluation).toMatchObject({ status: 'PENDING', attempts: 1 });
+
+    await sweeper.resendLost(db.fork(), later(1.5));
+    const sent = await waitForRequests(version.id, 2);
+    expect(sent[1]).toEqual(first);
+    expect((await reload(version.id)).evaluation).toMatchObject({ status: 'PENDING', attempts: 2, requestId: first.requestId });
+    // A sweep shortly after the re-send (another replica, or the next pass) leaves it alone.
+    await sweeper.resendLost(db.fork(), later(2));
+    expect((await reload(version.id)).evaluation?.attempts).toBe(2);
+
+    // Both attempts answer (the first was only late): the first answer applies, the second changes nothing.
+    expect(await evaluations.applyResult(db.fork(), 'acme', success(sent[1]!))).toBe(true);
+    const done = await reload(version.id);
+    expect(done).toMatchObject({ stage: ModelStage.STAGING, evaluation: { status: 'SUCCEEDED', attempts: 2, requestId: first.requestId } });
+    expect(await evaluations.applyResult(db.fork(), 'acme', success(first, { tp: 10, fp: 500, fn: 500, tn: 8990 }))).toBe(false);
+    expect(await reload(version.id)).toMatchObject({ metrics: done.metrics, updatedAt: done.updatedAt });
+    const history = await repository.stageHistory(db.fork(), 'acme', done.registeredModel.id);
+    expect(history.map((c) => c.toStage)).toEqual(['STAGING']);
+    // Finished evaluations are never sent again.
+    await sweeper.resendLost(db.fork(), later(10));
+    await new Promise((r) => setTimeout(r, 50));
+    expect(requestsFor(version.id)).toHaveLength(2);
+  });
+
+  it('fails an evaluation still without a result after every attempt, saying it timed out after that many', async () => {
+    const { version, first } = await pendingUpload('never-answered');
+    await sweeper.resendLost(db.fork(), later(1.5));
+    await sweeper.resendLost(db.fork(), later(3));
+    expect((await reload(version.id)).evaluation).toMatchObject({ status: 'PENDING', attempts: 3 });
+    expect((await waitForRequests(version.id, 3)).map((r) => r.requestId)).toEqual([first.requestId, first.requestId, first.requestId]);
+
+    await sweeper.resendLost(db.fork(), later(4.5));
+    const failed = await reload(version.id);
+    const message = 'the evaluation timed out after 3 attempts: no result came within 1 minutes of any of them; ask again with evaluateModelVersion';
+    expect(failed).toMatchObject({ stage: ModelStage.NONE, metrics: {}, evaluation: { status: 'FAILED', attempts: 3, metrics: null, error: { code: 'TIMED_OUT', message } } });
+    expect(failed.gate).toMatchObject({ passed: false, reasons: [`not evaluated: ${message}`] });
+    // A result that comes after all is for an attempt that is over: ignored.
+    expect(await evaluations.applyResult(db.fork(), 'acme', success(first))).toBe(false);
+    expect((await reload(version.id)).evaluation?.status).toBe('FAILED');
+    await new Promise((r) => setTimeout(r, 50));
+    expect(requestsFor(version.id)).toHaveLength(3);
+
+    // Asked again, it is a new evaluation with attempts of its own.
+    const again = await evaluations.evaluateVersion(db.fork(), caller(), version.id);
+    expect(again.evaluation).toMatchObject({ status: 'PENDING', attempts: 1, error: null });
+    expect(again.evaluation?.requestId).not.toBe(first.requestId);
+  });
+
+  it('is swept in the background with a short timeout until it fails', async () => {
+    const quick = new ModelEvaluationService(repository, registry, {
+      ...serviceOptions(),
+      // 0.6 s per attempt, two attempts.
+      lost: { timeoutMinutes: 0.01, maxAttempts: 2 },
+    });
+    const { version, first } = await pendingUpload('swept');
+    const stop = sweepLostEvaluations({ evaluations: quick, db, log: pino({ level: 'silent' }) }, { timeoutMinutes: 0.01 });
+    try {
+      const deadline = Date.now() + 30_000;
+      while ((await reload(version.id)).evaluation?.status === 'PENDING') {
+        if (Date.now() > deadline) throw new Error('the evaluation was not swept');
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    } finally {
+      await stop();
+    }
+    expect((await reload(version.id)).evaluation).toMatchObject({ status: 'FAILED', attempts: 2, error: { code: 'TIMED_OUT', message: expect.stringMatching(/^the evaluation timed out after 2 attempts/) } });
+    expect((await waitForRequests(version.id, 2)).map((r) => r.requestId)).toEqual([first.requestId, first.requestId]);
   });
 });

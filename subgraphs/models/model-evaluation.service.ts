@@ -39,9 +39,22 @@ export interface ModelEvaluationOptions {
   datasetVersionQueue: string;
   rpcTimeoutMs: number;
   gate: GateConfig;
+  /** When a PENDING evaluation counts as lost and how often it is sent in all (resendLost); defaults: 30 minutes, 3. */
+  lost?: Partial<LostEvaluationOptions>;
   events?: EventPublisher;
   log?: Logger;
 }
+
+export interface LostEvaluationOptions {
+  /** Minutes without a result after an attempt was sent. */
+  timeoutMinutes: number;
+  /** Attempts in all, the first included. */
+  maxAttempts: number;
+}
+
+export const DEFAULT_LOST_EVALUATIONS: LostEvaluationOptions = { timeoutMinutes: 30, maxAttempts: 3 };
+/** Versions looked at per sweep; PENDING evaluations are few, and the rest wait for the next pass. */
+const LOST_EVALUATIONS_PER_PASS = 100;
 
 type Caller = Pick<Identity, 'tenant' | 'subject'>;
 
@@ -145,26 +158,11 @@ export class ModelEvaluationService {
     if (!dataset.found) return fail(choice.datasetVersionId, 'DATASET_NOT_FOUND', `evaluation dataset version ${choice.datasetVersionId} was not found`);
     if (dataset.labelledCount === 0) return fail(choice.datasetVersionId, 'NO_LABELLED_ITEMS', `evaluation dataset version ${choice.datasetVersionId} has no labelled items`);
 
-    const pending = await this.write(em, caller.tenant, versionId, { ...emptyRecord(base, choice.datasetVersionId), status: EvaluationStatus.PENDING }, options);
+    const sentAt = new Date().toISOString();
+    const pending = await this.write(em, caller.tenant, versionId, { ...emptyRecord(base, choice.datasetVersionId), status: EvaluationStatus.PENDING, attempts: 1, lastSentAt: sentAt }, options);
     if (pending.evaluation?.requestId !== requestId) return pending;
-    const payload: EvaluationRequest = {
-      requestId,
-      modelVersionId: version.id,
-      modelName: version.registeredModel.name,
-      artifactKey: version.artifactKey,
-      sha256: version.sha256,
-      datasetVersionId: choice.datasetVersionId,
-      manifestKey: dataset.manifestKey,
-      resultsQueue: this.options.resultsQueue,
-    };
     try {
-      const envelope = createEnvelope(EVALUATION_MESSAGE_TYPES.request, payload, {
-        tenant: version.tenant,
-        idempotencyKey: evaluationIdempotencyKey(version.id, choice.datasetVersionId),
-      });
-      // Declared by the sender too (with the consumers' delivery limit), so that a request waits for a worker to start.
-      await this.options.broker.assertQueue(this.options.requestsQueue, { deliveryLimit: EVALUATION_DELIVERY_LIMIT });
-      await this.options.broker.send(this.options.requestsQueue, envelope);
+      await this.send(version, requestId, choice.datasetVersionId, dataset.manifestKey);
     } catch (error) {
       this.options.log?.warn({ err: error, versionId }, 'evaluation request not sent');
       const message = error instanceof Error ? error.message : String(error);
@@ -178,6 +176,91 @@ export class ModelEvaluationService {
       });
     }
     return this.reload(em, caller.tenant, versionId);
+  }
+
+  /** Sends one attempt of an evaluation to the inference workers. */
+  private async send(version: ModelVersionEntity, requestId: string, datasetVersionId: string, manifestKey: string): Promise<void> {
+    const payload: EvaluationRequest = {
+      requestId,
+      modelVersionId: version.id,
+      modelName: version.registeredModel.name,
+      artifactKey: version.artifactKey,
+      sha256: version.sha256,
+      datasetVersionId,
+      manifestKey,
+      resultsQueue: this.options.resultsQueue,
+    };
+    const envelope = createEnvelope(EVALUATION_MESSAGE_TYPES.request, payload, {
+      tenant: version.tenant,
+      idempotencyKey: evaluationIdempotencyKey(version.id, datasetVersionId),
+    });
+    // Declared by the sender too (with the consumers' delivery limit), so that a request waits for a worker to start.
+    await this.options.broker.assertQueue(this.options.requestsQueue, { deliveryLimit: EVALUATION_DELIVERY_LIMIT });
+    await this.options.broker.send(this.options.requestsQueue, envelope);
+  }
+
+  /**
+   * Re-sends the evaluations left PENDING longer than the timeout since their last attempt (the request or its result
+   * was lost: a worker's queue purged, a result dropped), with the same requestId, so that whichever attempt's result
+   * arrives first applies once and the later ones are ignored (applyResult). One that has had every attempt fails
+   * with TIMED_OUT, which (for an uploaded version still in NONE) is its gate decision. Each version is re-checked
+   * under its model's lock, so that replicas sweeping at once, or a result arriving meanwhile, send nothing twice.
+   * `now` is the sweep's clock.
+   */
+  async resendLost(em: EntityManager, now: Date = new Date()): Promise<{ resent: number; failed: number }> {
+    const { timeoutMinutes, maxAttempts } = { ...DEFAULT_LOST_EVALUATIONS, ...this.options.lost };
+    const cutoff = now.getTime() - timeoutMinutes * 60_000;
+    const overdue = (record: EvaluationRecord) => Date.parse(record.lastSentAt ?? record.requestedAt) <= cutoff;
+    const candidates = (await this.queries.pendingEvaluations(em, LOST_EVALUATIONS_PER_PASS)).filter((v) => v.evaluation && overdue(v.evaluation));
+    let resent = 0;
+    let failed = 0;
+    for (const candidate of candidates) {
+      const requestId = candidate.evaluation!.requestId;
+      const next = await em.fork().transactional(async (tx) => {
+        const version = await this.lockVersion(tx, candidate.tenant, candidate.id);
+        const record = version?.evaluation;
+        if (!version || !record || record.status !== EvaluationStatus.PENDING || record.requestId !== requestId || !overdue(record)) return null;
+        const attempts = record.attempts ?? 1;
+        if (attempts >= maxAttempts || !record.datasetVersionId) {
+          const message = `the evaluation timed out after ${attempts} attempt${attempts === 1 ? '' : 's'}: no result came within ${timeoutMinutes} minutes of any of them; ask again with evaluateModelVersion`;
+          await this.finish(tx, version, { ...record, status: EvaluationStatus.FAILED, evaluatedAt: now.toISOString(), error: { code: 'TIMED_OUT', message } });
+          return { version, datasetVersionId: null };
+        }
+        // Counted before it is sent: an attempt that cannot be sent (datasets or broker away) is an attempt too, so
+        // that an evaluation ends after maxAttempts timeouts whatever fails.
+        version.evaluation = { ...record, attempts: attempts + 1, lastSentAt: now.toISOString() };
+        await tx.flush();
+        return { version, datasetVersionId: record.datasetVersionId };
+      });
+      if (!next) continue;
+      if (next.datasetVersionId === null) {
+        failed += 1;
+        this.options.log?.warn({ versionId: candidate.id, requestId }, 'model evaluation timed out');
+        continue;
+      }
+      try {
+        const dataset = await this.resolveDataset(candidate.tenant, next.datasetVersionId);
+        if (!dataset.found) {
+          await this.applyResult(em.fork(), candidate.tenant, {
+            ok: false,
+            requestId,
+            modelVersionId: candidate.id,
+            datasetVersionId: next.datasetVersionId,
+            code: 'DATASET_NOT_FOUND',
+            message: `evaluation dataset version ${next.datasetVersionId} was not found`,
+          });
+          failed += 1;
+          continue;
+        }
+        await this.send(next.version, requestId, next.datasetVersionId, dataset.manifestKey);
+        resent += 1;
+        this.options.log?.info({ versionId: candidate.id, requestId, attempt: next.version.evaluation?.attempts }, 'lost model evaluation sent again');
+      } catch (error) {
+        this.options.log?.warn({ err: error, versionId: candidate.id, requestId }, 'lost model evaluation not sent again; the next pass retries');
+      }
+    }
+    if (failed > 0) this.options.events?.kick();
+    return { resent, failed };
   }
 
   /**

@@ -36,6 +36,13 @@ export class ModelLifecycleResolver {
     return toPromotionRequest(await this.lifecycle.rejectPromotion(ctx.em, ctx.identity, requestId, reason));
   }
 
+  @Mutation(() => PromotionRequest, {
+    description: 'Withdraws a pending request, saying why (its requester, or an admin of the tenant); it becomes CANCELLED and the history records it',
+  })
+  async cancelPromotionRequest(@Arg('id', () => ID) id: string, @Arg('reason') reason: string, @Ctx() ctx: RequestContext) {
+    return toPromotionRequest(await this.lifecycle.cancelPromotionRequest(ctx.em, ctx.identity, id, reason));
+  }
+
   @Query(() => [PromotionRequest], { description: "A model's promotion requests, newest first (at most 200), optionally of one status" })
   async promotionRequests(
     @Arg('modelName') modelName: string,

@@ -1,7 +1,7 @@
 // The registry lifecycle on a real database (PGlite, or PostgreSQL with TEST_DATABASE_URL) and a real broker (the
 // in-process one, or RabbitMQ with TEST_AMQP_URL): promotion by request with its evidence, four-eyes approval and
-// rejection, two approvals racing, promotion across tenants, aliases, rollback, the append-only history and the
-// point-in-time question. After every refusal the registry is checked to be as it was.
+// rejection, cancellation by the requester, two approvals racing, promotion across tenants, aliases, rollback, the
+// append-only history and the point-in-time question. After every refusal the registry is checked to be as it was.
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -332,6 +332,86 @@ describe('approvePromotion and rejectPromotion', () => {
     const stages = await stagesOf('acme', 'two-requests');
     expect(stages.filter((s) => s.endsWith(':PRODUCTION'))).toHaveLength(1);
     expect(stages.filter((s) => s.endsWith(':ARCHIVED'))).toHaveLength(1);
+  });
+});
+
+describe('cancelPromotionRequest', () => {
+  const admin = { tenant: 'acme', subject: 'admin-1', roles: ['admin' as const] };
+  const otherEngineer = { tenant: 'acme', subject: 'engineer-2', roles: ['ml-engineer' as const] };
+
+  it('lets the requester withdraw a pending request: CANCELLED with the reason, in the history, the version untouched', async () => {
+    const version = await stagedTrained('acme', 'cancelled');
+    const request = await lifecycle.requestPromotion(db.fork(), engineer, { modelVersionId: version.id, reason: 'ship' });
+    expect((await errorOf(lifecycle.cancelPromotionRequest(db.fork(), engineer, request.id, '  '))).extensions).toMatchObject({ code: 'BAD_USER_INPUT', field: 'reason' });
+    expect((await requestOf(request.id)).status).toBe(PromotionStatus.PENDING);
+
+    const cancelled = await lifecycle.cancelPromotionRequest(db.fork(), engineer, request.id, 'found a labelling bug');
+    expect(cancelled).toMatchObject({ status: PromotionStatus.CANCELLED, decidedBy: 'engineer-1', decisionReason: 'found a labelling bug', modelVersion: { id: version.id } });
+    expect(cancelled.decidedAt).toBeInstanceOf(Date);
+    expect(await stageOf(version.id)).toBe(ModelStage.STAGING);
+    const history = await lifecycle.history(db.fork(), engineer, 'cancelled');
+    expect(history.map((c) => [c.kind, c.modelVersion.id, c.fromStage, c.toStage, c.changedBy, c.reason])).toEqual([
+      [ModelHistoryKind.STAGE, version.id, 'NONE', 'STAGING', 'evaluation-gate', ''],
+      [ModelHistoryKind.PROMOTION_CANCELLED, version.id, 'STAGING', 'STAGING', 'engineer-1', `promotion request ${request.id} by engineer-1 cancelled: found a labelling bug`],
+    ]);
+    expect(history[1]!.changedAt.getTime()).toBeGreaterThan(history[0]!.changedAt.getTime());
+    // The withdrawal is history like every other record: it cannot be rewritten.
+    await expect(db.fork().nativeUpdate(ModelStageChangeEntity, { id: history[1]!.id }, { reason: 'rewritten' })).rejects.toThrow(/append-only/);
+    // A withdrawn request is closed: no approval, no second cancel; the version may be requested again.
+    const approved = await errorOf(lifecycle.approvePromotion(db.fork(), approverA, request.id));
+    expect(approved.extensions).toMatchObject({ code: 'CONFLICT', status: 'CANCELLED' });
+    const again = await errorOf(lifecycle.cancelPromotionRequest(db.fork(), engineer, request.id, 'twice'));
+    expect(again.extensions).toMatchObject({ code: 'CONFLICT', status: 'CANCELLED', problem: 'NOT_PENDING' });
+    expect(again.message).toMatch(/no longer pending: it was already cancelled by engineer-1/);
+    const next = await lifecycle.requestPromotion(db.fork(), engineer, { modelVersionId: version.id, reason: 'fixed' });
+    expect((await lifecycle.listPromotionRequests(db.fork(), engineer, 'cancelled', 'CANCELLED')).map((r) => r.id)).toEqual([request.id]);
+    expect(next.status).toBe(PromotionStatus.PENDING);
+    // Rollback and the point-in-time question read stage changes only.
+    expect((await lifecycle.versionAt(db.fork(), engineer, 'cancelled', ModelStage.STAGING, new Date()))?.id).toBe(version.id);
+  });
+
+  it("refuses anyone but the requester or the tenant's admin, a decided request, and other tenants, changing nothing", async () => {
+    const version = await stagedTrained('acme', 'cancel-rules');
+    const request = await lifecycle.requestPromotion(db.fork(), engineer, { modelVersionId: version.id, reason: 'ship' });
+    const notYours = await errorOf(lifecycle.cancelPromotionRequest(db.fork(), otherEngineer, request.id, 'mine now'));
+    expect(notYours.extensions.code).toBe('FORBIDDEN');
+    expect(notYours.message).toMatch(/was made by engineer-1: only they, or an admin of the tenant, may cancel it/);
+    expect(await codeOf(lifecycle.cancelPromotionRequest(db.fork(), approverA, request.id, 'no'))).toBe('FORBIDDEN');
+    expect(await codeOf(lifecycle.cancelPromotionRequest(db.fork(), globexApprover, request.id, 'no'))).toBe('NOT_FOUND');
+    expect(await codeOf(lifecycle.cancelPromotionRequest(db.fork(), engineer, '0f8e7d6c-5b4a-4392-8170-6f5e4d3c2b1a', 'no'))).toBe('NOT_FOUND');
+    expect(await codeOf(lifecycle.cancelPromotionRequest(db.fork(), engineer, 'not-a-uuid', 'no'))).toBe('NOT_FOUND');
+    expect((await requestOf(request.id)).status).toBe(PromotionStatus.PENDING);
+    expect((await lifecycle.history(db.fork(), engineer, 'cancel-rules')).map((c) => c.kind)).toEqual([ModelHistoryKind.STAGE]);
+
+    // An admin of the tenant may withdraw anyone's request.
+    expect(await lifecycle.cancelPromotionRequest(db.fork(), admin, request.id, 'freeze before the audit')).toMatchObject({
+      status: PromotionStatus.CANCELLED,
+      decidedBy: 'admin-1',
+    });
+
+    // A decided request cannot be cancelled: the decision stands.
+    const decided = await lifecycle.requestPromotion(db.fork(), engineer, { modelVersionId: version.id, reason: 'again' });
+    await lifecycle.rejectPromotion(db.fork(), approverA, decided.id, 'not yet');
+    const late = await errorOf(lifecycle.cancelPromotionRequest(db.fork(), engineer, decided.id, 'too late'));
+    expect(late.extensions).toMatchObject({ code: 'CONFLICT', status: 'REJECTED', problem: 'NOT_PENDING' });
+    expect(await requestOf(decided.id)).toMatchObject({ status: PromotionStatus.REJECTED, decidedBy: 'approver-a', decisionReason: 'not yet' });
+  });
+
+  it('of a cancel and an approval racing, exactly one wins', async () => {
+    for (let round = 0; round < 3; round++) {
+      const version = await stagedTrained('acme', `cancel-race-${round}`);
+      const request = await lifecycle.requestPromotion(db.fork(), engineer, { modelVersionId: version.id, reason: 'race' });
+      const [cancel, approve] = await Promise.allSettled([
+        lifecycle.cancelPromotionRequest(db.fork(), engineer, request.id, 'withdrawn'),
+        lifecycle.approvePromotion(db.fork(), approverA, request.id),
+      ]);
+      expect([cancel.status, approve.status].filter((s) => s === 'fulfilled')).toHaveLength(1);
+      const loser = (cancel.status === 'rejected' ? cancel : approve) as PromiseRejectedResult;
+      expect((loser.reason as GraphQLError).extensions.code).toBe('CONFLICT');
+      const stored = await requestOf(request.id);
+      expect(stored.status).toBe(cancel.status === 'fulfilled' ? PromotionStatus.CANCELLED : PromotionStatus.APPROVED);
+      expect(await stageOf(version.id)).toBe(cancel.status === 'fulfilled' ? ModelStage.STAGING : ModelStage.PRODUCTION);
+    }
   });
 });
 

@@ -16,6 +16,7 @@ import { requestLatestDriftReport } from '../monitoring/drift-summary.rpc.js';
 import {
   ALIAS_PATTERN,
   EvaluationSource,
+  ModelHistoryKind,
   PROMOTION_STATUSES,
   PromotionStatus,
   RESERVED_ALIASES,
@@ -28,7 +29,7 @@ import { checkModelFile, ModelContractError } from './model-file.check.js';
 import { checkModelName } from './model-registry.inputs.js';
 import type { ModelRegistryRepository } from './model-registry.repository.js';
 import type { ModelRegistryService } from './model-registry.service.js';
-import type { ModelStageChangeEntity } from './model-stage-change.entity.js';
+import { ModelStageChangeEntity } from './model-stage-change.entity.js';
 import type { ModelVersionEntity } from './model-version.entity.js';
 import { PromotionRequestEntity } from './promotion-request.entity.js';
 import { MODEL_STAGES, ModelStage, ModelVersionSource } from './models.contracts.js';
@@ -228,6 +229,50 @@ export class ModelLifecycleService {
     const result = await em.transactional(async (tx) => {
       const request = await this.lockPendingRequest(tx, caller, requestId, 'reject');
       decide(request, PromotionStatus.REJECTED, caller.subject, why);
+      await tx.flush();
+      return request;
+    });
+    return this.getPromotionRequest(em.fork(), caller, result.id);
+  }
+
+  /**
+   * Withdraws a pending request: only its requester may, or an admin of the tenant (four eyes does not apply: nothing
+   * is promoted). The request becomes CANCELLED with the reason, and the withdrawal is appended to the model's history
+   * (kind PROMOTION_CANCELLED, the version's stage unchanged) in the same transaction. A request already closed, or
+   * closed meanwhile by an approver, gets CONFLICT naming how and by whom.
+   */
+  async cancelPromotionRequest(em: EntityManager, caller: Caller, requestId: string, reason: string): Promise<PromotionRequestEntity> {
+    const why = checkReason(reason, 'reason', true);
+    const result = await em.transactional(async (tx) => {
+      const request = isUuid(requestId) ? await this.repository.lockPromotionRequest(tx, caller.tenant, requestId) : null;
+      if (!request) throw notFound('PromotionRequest', requestId);
+      if (request.requestedBy !== caller.subject && !hasCapability(caller.roles, 'admin')) {
+        throw forbidden(`Promotion request ${request.id} was made by ${request.requestedBy}: only they, or an admin of the tenant, may cancel it`);
+      }
+      if (request.status !== PromotionStatus.PENDING) {
+        throw conflict(`Promotion request ${request.id} is no longer pending: it was already ${request.status.toLowerCase()} by ${request.decidedBy ?? 'someone else'}`, {
+          requestId: request.id,
+          status: request.status,
+          problem: 'NOT_PENDING',
+        });
+      }
+      // The same lock order as approval (request, then model), so that a cancel and an approval cannot deadlock.
+      const { model, version } = await this.registry.lockOwnVersion(tx, caller.tenant, request.modelVersion.id);
+      decide(request, PromotionStatus.CANCELLED, caller.subject, why);
+      await tx.flush();
+      const last = await this.repository.lastChange(tx, model.id);
+      tx.create(ModelStageChangeEntity, {
+        tenant: model.tenant,
+        registeredModel: model,
+        modelVersion: version,
+        kind: ModelHistoryKind.PROMOTION_CANCELLED,
+        fromStage: version.stage,
+        toStage: version.stage,
+        changedBy: caller.subject,
+        reason: `promotion request ${request.id} by ${request.requestedBy} cancelled: ${why}`,
+        // Instants of one model only increase (read under the model's lock), as for every other history record.
+        changedAt: new Date(Math.max(Date.now(), last ? last.changedAt.getTime() + 1 : 0)),
+      });
       await tx.flush();
       return request;
     });

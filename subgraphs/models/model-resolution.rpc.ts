@@ -1,6 +1,7 @@
 // The models subgraph answers "which model version should run, and where are its weights?" over RabbitMQ
-// (`models.resolve`), so that inference workers never read this subgraph's tables. A tenant's own model comes first,
-// else the platform-wide one (tenant `*`). Also here: registering a platform model from an ONNX file (the demo model
+// (`models.resolve`), so that inference workers never read this subgraph's tables. A model is named `name` (its
+// Production version) or `name@alias` (the version the alias points to, e.g. `lcd-demo@challenger`). A tenant's own
+// model comes first, else the platform-wide one (tenant `*`). Also here: registering a platform model from an ONNX file (the demo model
 // of an embedded start), through the registry service like any other version.
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
@@ -10,6 +11,7 @@ import { isUuid } from '../../lib/ids.js';
 import { registryContract, validateModelContract } from '../../lib/model/contract.js';
 import type { ObjectStore } from '../../lib/storage/index.js';
 import { serviceLogger } from '../../lib/telemetry.js';
+import { ALIAS_PATTERN } from './lifecycle.contracts.js';
 import { ModelStage, ModelVersionSource, PLATFORM_TENANT } from './models.contracts.js';
 import type { ModelRegistryRepository } from './model-registry.repository.js';
 import type { ModelRegistryService } from './model-registry.service.js';
@@ -21,8 +23,9 @@ export const MODEL_RESOLUTION_TYPES = { request: 'models.resolve.request', reply
 export const modelResolutionRequestSchema = z
   .object({
     tenant: z.string().min(1).max(200),
-    modelName: z.string().min(1).max(100).optional(),
-    /** Only PRODUCTION is resolved by stage; give versionId for a pinned version. */
+    /** `name` (its Production version) or `name@alias` (the version the alias points to): 100 + 1 + 40 characters at most. */
+    modelName: z.string().min(1).max(141).optional(),
+    /** Only PRODUCTION is resolved by stage, and only for a name without `@alias`; give versionId for a pinned version. */
     stage: z.literal('PRODUCTION').optional(),
     versionId: z.string().min(1).max(100).optional(),
   })
@@ -33,7 +36,10 @@ export const modelResolutionReplySchema = z.discriminatedUnion('found', [
   z.object({
     found: z.literal(true),
     versionId: z.string(),
+    /** The registered model's name, without `@alias`. */
     modelName: z.string(),
+    /** The alias the request named (`name@alias`); absent when it asked for the Production version or a pinned one. */
+    alias: z.string().optional(),
     /** The tenant that owns the model: the caller's, or `*` for a platform model. */
     owner: z.string(),
     version: z.number().int(),
@@ -56,11 +62,31 @@ export interface ModelResolutionDeps {
   repository: ModelRegistryRepository;
 }
 
-function found(version: ModelVersionEntity, modelName: string): ModelResolutionReply {
+/** A model named by a serving request: `name`, or `name@alias` for the version an alias points to. */
+export interface ModelReference {
+  name: string;
+  alias: string | null;
+}
+
+/**
+ * Splits `name@alias` (model names never hold `@`). Null when the alias part is not an alias name: a request naming
+ * `lcd-demo@` or `lcd-demo@Champion` is refused, never served by the Production version instead.
+ */
+export function parseModelReference(modelName: string): ModelReference | null {
+  const at = modelName.indexOf('@');
+  if (at < 0) return { name: modelName, alias: null };
+  const name = modelName.slice(0, at);
+  const alias = modelName.slice(at + 1);
+  if (name === '' || !ALIAS_PATTERN.test(alias)) return null;
+  return { name, alias };
+}
+
+function found(version: ModelVersionEntity, modelName: string, alias: string | null = null): ModelResolutionReply {
   return {
     found: true,
     versionId: version.id,
     modelName,
+    ...(alias !== null && { alias }),
     owner: version.tenant,
     version: version.version,
     stage: version.stage,
@@ -87,21 +113,29 @@ export async function resolveModel(deps: ModelResolutionDeps, db: Database, requ
     }
     return found(version, name);
   }
-  const modelName = request.modelName!;
-  // The tenant's own model first; when it has no Production version, the platform's model of that name serves.
+  const reference = parseModelReference(request.modelName!);
+  if (!reference) {
+    return { found: false, reason: `${JSON.stringify(request.modelName)} is not a model reference: give a model name, or name@alias (e.g. lcd-demo@challenger)` };
+  }
+  const { name: modelName, alias } = reference;
+  // The tenant's own model first; when it has no Production version (or not the alias asked for), the platform's
+  // model of that name serves. An alias wins over `stage`: `name@alias` asks for that version, whatever its stage.
   const owners = tenant === PLATFORM_TENANT ? [PLATFORM_TENANT] : [tenant, PLATFORM_TENANT];
   let known = false;
   for (const owner of owners) {
     const model = await deps.repository.findRegisteredModelByName(em, owner, modelName);
     if (!model || model.tenant !== owner) continue;
     known = true;
+    if (alias !== null) {
+      const pointer = await deps.repository.findAlias(em, owner, model.id, alias);
+      if (pointer) return found(pointer.modelVersion, modelName, alias);
+      continue;
+    }
     const production = await deps.repository.productionVersion(em, owner, model.id);
     if (production) return found(production, modelName);
   }
-  return {
-    found: false,
-    reason: known ? `model ${modelName} has no Production version` : `no model named ${modelName} for tenant ${tenant} or the platform`,
-  };
+  if (!known) return { found: false, reason: `no model named ${modelName} for tenant ${tenant} or the platform` };
+  return { found: false, reason: alias !== null ? `model ${modelName} has no alias ${alias}` : `model ${modelName} has no Production version` };
 }
 
 /** Serves `models.resolve` until the returned function is called (a subgraph `background`). */

@@ -19,8 +19,14 @@ import type { RegisteredModelEntity } from './registered-model.entity.js';
 
 registerEnumType(ModelStage, { name: 'ModelStage', description: 'Lifecycle stage; at most one version of a model is in PRODUCTION' });
 registerEnumType(ModelVersionSource, { name: 'ModelVersionSource', description: 'TRAINED by a training run, or UPLOADED from elsewhere' });
-registerEnumType(PromotionStatus, { name: 'PromotionStatus', description: 'PENDING until an approver other than the requester approves or rejects it' });
-registerEnumType(ModelHistoryKind, { name: 'ModelHistoryKind', description: 'A stage change, or an alias set or removed' });
+registerEnumType(PromotionStatus, {
+  name: 'PromotionStatus',
+  description: 'PENDING until an approver other than the requester approves or rejects it, or its requester (or an admin) cancels it',
+});
+registerEnumType(ModelHistoryKind, {
+  name: 'ModelHistoryKind',
+  description: 'A stage change, an alias set or removed, or a pending promotion request cancelled (the stage unchanged)',
+});
 registerEnumType(EvaluationSource, { name: 'EvaluationSource', description: "The training run's gate, or the automatic evaluation of an uploaded version" });
 
 @Directive('@key(fields: "id")')

@@ -39,6 +39,8 @@ export const modelsPermissions: IRules = {
     requestPromotion: isMlEngineer,
     approvePromotion: isApprover,
     rejectPromotion: isApprover,
+    // Only the requester (or an admin of the tenant) may cancel: the service's rule, on top of the role that requests.
+    cancelPromotionRequest: isMlEngineer,
     setModelAlias: isMlEngineer,
     removeModelAlias: isMlEngineer,
     setEvaluationDataset: isMlEngineer,

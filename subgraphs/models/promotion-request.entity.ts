@@ -6,7 +6,9 @@ import { RegisteredModelEntity } from './registered-model.entity.js';
 
 /**
  * A request to move a STAGING version to PRODUCTION, with the evidence it was made on; decided (approved or
- * rejected) once, by an approver other than the requester. At most one PENDING request per version.
+ * rejected) once, by an approver other than the requester, or withdrawn (CANCELLED) while pending by its requester
+ * or an admin of the tenant. At most one PENDING request per version. `decidedBy`/`decidedAt`/`decisionReason` say
+ * who closed it, when and why, whichever way it was closed.
  */
 @Entity({ tableName: 'promotion_request' })
 @Index({

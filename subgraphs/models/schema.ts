@@ -13,7 +13,8 @@ import { Migration0002TrainingPipeline } from './migrations/0002-training-pipeli
 import { MlflowClient } from './mlflow-client.js';
 import { MlflowMirror, startMlflowMirror } from './mlflow-mirror.js';
 import { Migration0005Evaluation } from './migrations/0005-evaluation.js';
-import { consumeEvaluationResults } from './model-evaluation.consumer.js';
+import { Migration0006PromotionCancel } from './migrations/0006-promotion-cancel.js';
+import { consumeEvaluationResults, sweepLostEvaluations } from './model-evaluation.consumer.js';
 import { ModelEvaluationResolver } from './model-evaluation.resolver.js';
 import { ModelEvaluationService } from './model-evaluation.service.js';
 import { ModelLifecycleService } from './model-lifecycle.service.js';
@@ -88,6 +89,7 @@ export function modelsSubgraph(config: ModelsConfig): SubgraphDefinition<ModelsD
       { name: '0003-event-log', class: eventLogMigration('models') },
       { name: '0004-lifecycle', class: Migration0004Lifecycle },
       { name: '0005-evaluation', class: Migration0005Evaluation },
+      { name: '0006-promotion-cancel', class: Migration0006PromotionCancel },
     ],
     async setup({ db, runtime }) {
       const repository = new ModelRegistryRepository();
@@ -118,6 +120,7 @@ export function modelsSubgraph(config: ModelsConfig): SubgraphDefinition<ModelsD
         datasetVersionQueue: config.DATASET_VERSION_RESOLUTION_QUEUE,
         rpcTimeoutMs: config.MODELS_RPC_TIMEOUT_MS,
         gate: { minimums: { f1: config.GATE_MIN_F1, iou: config.GATE_MIN_IOU }, maxRegression: config.GATE_MAX_REGRESSION },
+        lost: { timeoutMinutes: config.MODEL_EVALUATION_TIMEOUT_MINUTES, maxAttempts: config.MODEL_EVALUATION_MAX_ATTEMPTS },
         events: relay,
         log,
       });
@@ -136,6 +139,8 @@ export function modelsSubgraph(config: ModelsConfig): SubgraphDefinition<ModelsD
         stops.push(await consumeTrainingEvents({ trainingRuns: deps.trainingRuns, db: ctx.db, broker: ctx.runtime.broker, log }, { queue: config.TRAINING_EVENTS_QUEUE }));
         // What the inference workers found evaluating versions (`models.evaluation-results`).
         stops.push(await consumeEvaluationResults({ evaluations: deps.evaluations, db: ctx.db, broker: ctx.runtime.broker, log }, { queue: config.MODEL_EVALUATION_RESULTS_QUEUE }));
+        // Evaluations whose request or result was lost are sent again, then fail as timed out (never PENDING for ever).
+        stops.push(sweepLostEvaluations({ evaluations: deps.evaluations, db: ctx.db, log }, { timeoutMinutes: config.MODEL_EVALUATION_TIMEOUT_MINUTES }));
         // Retraining policies (monitoring subgraph) start runs and ask about lineage over `models.retrain` / `models.lineage`.
         stops.push(await serveRetraining({ trainingRuns: deps.trainingRuns, db: ctx.db, broker: ctx.runtime.broker, log }));
         if (config.MLFLOW_TRACKING_URI) {

@@ -2,12 +2,17 @@ import { Entity, Enum, Index, OptionalProps, PrimaryKey, Property } from '@mikro
 import { randomUUID } from 'node:crypto';
 import { AuditOutcome } from './monitoring.contracts.js';
 
-/** One mutation as the gateway saw it. Append-only. */
+/** One mutation as the gateway saw it. Never changed; deleted only by age, when AUDIT_RETENTION_DAYS is set. */
 @Entity({ tableName: 'audit_event' })
 @Index({
   name: 'audit_event_tenant_at_index',
   // Keyset pagination, newest first (lib/graphql/connection.ts); the time filters use it too.
   expression: (table, _columns, name) => `create index "${name}" on "${table.schema}"."${table.name}" ("tenant", "at" desc, "id" desc)`,
+})
+@Index({
+  name: 'audit_event_at_index',
+  // The retention pass (AUDIT_RETENTION_DAYS) deletes the oldest first, across tenants.
+  expression: (table, _columns, name) => `create index "${name}" on "${table.schema}"."${table.name}" ("at")`,
 })
 export class AuditEventEntity {
   [OptionalProps]?: 'id' | 'operationName' | 'errorCode' | 'traceId' | 'createdAt';

@@ -38,6 +38,23 @@ export const monitoringEnv = z.object({
   /** Kernel two-sample (MMD²) test of the tile embeddings: alert below this p-value. */
   DRIFT_MMD_P_VALUE: z.coerce.number().positive().max(1).default(0.01),
   DRIFT_MMD_PERMUTATIONS: z.coerce.number().int().min(19).max(10_000).default(200),
+  /** Drift samples older than this go, in a report or still pending (retention.ts). */
+  DRIFT_SAMPLE_RETENTION_DAYS: z.coerce.number().int().min(1).max(36_500).default(30),
+  /** Drift reports and acknowledged alerts older than this go (the latest report of a model stays); 0 keeps them. */
+  DRIFT_REPORT_RETENTION_DAYS: z.coerce.number().int().min(0).max(36_500).default(0),
+  /** Audit events older than this go; 0 keeps them. */
+  AUDIT_RETENTION_DAYS: z.coerce.number().int().min(0).max(36_500).default(0),
+  /** How often the retention pass runs (also once at start-up). */
+  RETENTION_INTERVAL_MINUTES: z.coerce.number().int().min(1).max(7 * 24 * 60).default(60),
+}).superRefine((config, ctx) => {
+  // A pending sample must outlive the time window that would take it in, or time windows could never form.
+  if (config.DRIFT_SAMPLE_RETENTION_DAYS * 24 * 60 <= config.DRIFT_WINDOW_MINUTES) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['DRIFT_SAMPLE_RETENTION_DAYS'],
+      message: `${config.DRIFT_SAMPLE_RETENTION_DAYS} days is not longer than DRIFT_WINDOW_MINUTES (${config.DRIFT_WINDOW_MINUTES}): pending samples would be deleted before their time window`,
+    });
+  }
 });
 export type MonitoringConfig = Readonly<z.infer<typeof monitoringEnv>>;
 

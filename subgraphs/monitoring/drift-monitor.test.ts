@@ -15,7 +15,7 @@ import { EventLogEntity } from '../../lib/events/event-log.entity.js';
 import { LocalObjectStore } from '../../lib/storage/index.js';
 import { AlertMetrics, raiseAlert, type AlertDeps } from './alerts.js';
 import { DriftAlertEntity } from './drift-alert.entity.js';
-import { DriftMonitor, DriftPromMetrics } from './drift-monitor.js';
+import { DriftMonitor, DriftPromMetrics, DriftSampleRejectedError } from './drift-monitor.js';
 import { ReferenceStatsCache, type ReferenceStats } from './drift-reference.js';
 import { DriftReportEntity } from './drift-report.entity.js';
 import { DriftSampleEntity } from './drift-sample.entity.js';
@@ -176,6 +176,22 @@ describe('drift samples and windows', () => {
     await send({ ...aSample(version, 1), summary: { nonsense: true } } as unknown as DriftSamplePayloadInput);
     await expect.poll(async () => (await broker.deadLetters(DRIFT_SAMPLES_QUEUE)).length, { timeout: 10_000 }).toBe(letters.length + 1);
     expect((await broker.deadLetters(DRIFT_SAMPLES_QUEUE)).at(-1)!.reason).toMatch(/invalid drift sample: summary/);
+  });
+
+  it('stores a batch with one outcome per sample: a pair seen twice once, a sample of another layout rejected alone', async () => {
+    const version = randomUUID();
+    const parse = (s: DriftSamplePayloadInput) => driftSamplePayloadSchema.parse(s);
+    const first = parse(aSample(version, 0));
+    const second = parse(aSample(version, 1));
+    const outcomes = await monitor.ingestMany(db.fork(), [first, second, first, parse(aSample(version, 2, { bands: ['red', 'green', 'blue', 'nir'] }))]);
+    expect(outcomes.slice(0, 3)).toEqual(['stored', 'stored', 'duplicate']);
+    expect(outcomes[3]).toBeInstanceOf(DriftSampleRejectedError);
+    expect((outcomes[3] as Error).message).toMatch(/4 before bands, the reference 3/);
+    expect(await db.fork().count(DriftSampleEntity, { modelVersionId: version })).toBe(2);
+    // A later batch that repeats a stored pair stores nothing new, and a full window still becomes one report.
+    expect(await monitor.ingestMany(db.fork(), [second, parse(aSample(version, 2)), parse(aSample(version, 3))])).toEqual(['duplicate', 'stored', 'stored']);
+    expect(await reportsOf(version)).toHaveLength(1);
+    expect(await db.fork().count(DriftSampleEntity, { modelVersionId: version, reportId: null })).toBe(0);
   });
 
   it('evaluates a time window once its oldest sample is older than the window and it has the minimum count', async () => {

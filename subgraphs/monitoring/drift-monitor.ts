@@ -1,7 +1,8 @@
 // Data drift of the inputs: stores the workers' samples (checked against the version's reference first), and turns
 // each window of a model version's samples — by count, or by age with a minimum count — into a DriftReport, raising a
 // DATA_DRIFT alert per metric past its alert threshold. Scores are exported as Prometheus gauges.
-import { LockMode, UniqueConstraintViolationException, type EntityManager } from '@mikro-orm/core';
+import type { EntityManager } from '@mikro-orm/core';
+import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import { raiseAlert, type AlertDeps } from './alerts.js';
@@ -72,49 +73,66 @@ export class DriftMonitor {
    * Throws DriftSampleRejectedError for a sample that can never be compared with its reference.
    */
   async ingest(em: EntityManager, sample: DriftSamplePayload): Promise<SampleOutcome> {
-    if (sample.referenceStatsKey === null) {
-      this.metrics?.samples.inc({ outcome: 'no_reference' });
-      return 'no_reference';
+    const [outcome] = await this.ingestMany(em, [sample]);
+    if (outcome instanceof Error) throw outcome;
+    return outcome!;
+  }
+
+  /**
+   * Stores a batch of samples with one statement (each once per pair however often it arrives), then evaluates the
+   * window of every model version they touched. One outcome per sample, in order: a DriftSampleRejectedError for a
+   * sample that can never be compared with its reference. Throws when the batch could not be stored (retry it).
+   */
+  async ingestMany(em: EntityManager, samples: DriftSamplePayload[]): Promise<(SampleOutcome | DriftSampleRejectedError)[]> {
+    const outcomes: (SampleOutcome | DriftSampleRejectedError)[] = [];
+    const rows: { index: number; sample: DriftSamplePayload & { referenceStatsKey: string }; key: string }[] = [];
+    for (const [index, sample] of samples.entries()) {
+      const rejected = await this.check(sample);
+      outcomes.push(rejected ?? 'stored');
+      if (rejected || sample.referenceStatsKey === null) continue;
+      const key = `${sample.jobId}#${sample.pairIndex}`;
+      // The same pair twice in one batch (a redelivery) is stored once.
+      if (rows.some((r) => r.key === key)) outcomes[index] = 'duplicate';
+      else rows.push({ index, sample: sample as DriftSamplePayload & { referenceStatsKey: string }, key });
     }
+    if (rows.length > 0) {
+      const schema = em.config.get('schema');
+      const table = schema ? `"${schema}"."drift_sample"` : '"drift_sample"';
+      const now = new Date();
+      const inserted = await em.getConnection().execute<{ sample_key: string }[]>(
+        `insert into ${table} ("id", "sample_key", "tenant", "model_name", "model_version_id", "reference_stats_key", "job_id", "pair_index", "at", "summary", "report_id", "created_at")
+         values ${rows.map(() => '(?, ?, ?, ?, ?, ?, ?, ?, ?, ?::jsonb, null, ?)').join(', ')}
+         on conflict ("sample_key") do nothing returning "sample_key"`,
+        rows.flatMap(({ sample: s, key }) => [randomUUID(), key, s.tenant, s.modelName, s.modelVersionId, s.referenceStatsKey, s.jobId, s.pairIndex, new Date(s.at), JSON.stringify(s.summary), now]),
+        'all',
+      );
+      const stored = new Set(inserted.map((r: { sample_key: string }) => r.sample_key));
+      for (const { index, key } of rows) if (!stored.has(key)) outcomes[index] = 'duplicate';
+    }
+    for (const outcome of outcomes) if (!(outcome instanceof Error)) this.metrics?.samples.inc({ outcome });
+    // Also after a duplicate: the delivery that stored it may have failed before evaluating. Samples that arrived
+    // together may fill more than one window.
+    const versions = new Map(rows.map(({ sample: s }) => [`${s.tenant}\0${s.modelVersionId}`, s]));
+    for (const s of versions.values()) {
+      while (await this.evaluate(em.fork(), s.tenant, s.modelVersionId, 'count'));
+    }
+    return outcomes;
+  }
+
+  /** Null when the sample can be compared with its reference (or has none to compare with), else why not. */
+  private async check(sample: DriftSamplePayload): Promise<DriftSampleRejectedError | 'no_reference' | null> {
+    if (sample.referenceStatsKey === null) return 'no_reference';
     try {
       const reference = await this.references.get(sample.referenceStatsKey);
       const mismatch = layoutMismatch(sample.summary, reference);
-      if (mismatch) throw new DriftSampleRejectedError(`drift sample of ${sample.modelName} version ${sample.modelVersionId} does not match its reference: ${mismatch}`);
+      if (!mismatch) return null;
+      this.metrics?.samples.inc({ outcome: 'rejected' });
+      return new DriftSampleRejectedError(`drift sample of ${sample.modelName} version ${sample.modelVersionId} does not match its reference: ${mismatch}`);
     } catch (error) {
-      if (error instanceof ReferenceStatsError) {
-        this.metrics?.samples.inc({ outcome: 'rejected' });
-        throw new DriftSampleRejectedError(`drift sample of ${sample.modelName} version ${sample.modelVersionId}: ${error.message}`);
-      }
-      if (error instanceof DriftSampleRejectedError) this.metrics?.samples.inc({ outcome: 'rejected' });
-      throw error;
+      if (!(error instanceof ReferenceStatsError)) throw error;
+      this.metrics?.samples.inc({ outcome: 'rejected' });
+      return new DriftSampleRejectedError(`drift sample of ${sample.modelName} version ${sample.modelVersionId}: ${error.message}`);
     }
-    const sampleKey = `${sample.jobId}#${sample.pairIndex}`;
-    let outcome: SampleOutcome = 'stored';
-    if (await em.findOne(DriftSampleEntity, { sampleKey }, { fields: ['id'] })) outcome = 'duplicate';
-    else {
-      try {
-        em.create(DriftSampleEntity, {
-          sampleKey,
-          tenant: sample.tenant,
-          modelName: sample.modelName,
-          modelVersionId: sample.modelVersionId,
-          referenceStatsKey: sample.referenceStatsKey,
-          jobId: sample.jobId,
-          pairIndex: sample.pairIndex,
-          at: new Date(sample.at),
-          summary: sample.summary,
-        });
-        await em.flush();
-      } catch (error) {
-        if (!(error instanceof UniqueConstraintViolationException)) throw error;
-        em.clear();
-        outcome = 'duplicate';
-      }
-    }
-    this.metrics?.samples.inc({ outcome });
-    // Also after a duplicate: the delivery that stored it may have failed before evaluating.
-    await this.evaluate(em.fork(), sample.tenant, sample.modelVersionId, 'count');
-    return outcome;
   }
 
   /** Evaluates every version whose oldest pending sample is older than the window and that has enough samples. */
@@ -138,17 +156,22 @@ export class DriftMonitor {
 
   /**
    * Evaluates the oldest pending samples of one version when they make a window (`count`: a full window; `time`:
-   * the oldest is older than the window and there are at least minSamples). Concurrent evaluations skip each other's
-   * locked samples, so a sample is in one report only.
+   * the oldest is older than the window and there are at least minSamples). Evaluations of one version take turns
+   * (a transaction-scoped advisory lock), so a sample is in one report only, and the evaluation that runs after a
+   * sample's commit sees it: skipping locked rows instead would let two evaluations each see part of a full window
+   * and both decline it.
    */
   async evaluate(em: EntityManager, tenant: string, modelVersionId: string, mode: 'count' | 'time', now = new Date()): Promise<DriftReportEntity | null> {
     const { samples: size, minSamples, minutes } = this.settings;
     let scores: WindowScores | null = null;
+    // Most samples do not fill a window: a count answers that without loading (and locking) the pending summaries.
+    if (mode === 'count' && (await em.count(DriftSampleEntity, { tenant, modelVersionId, reportId: null })) < size) return null;
     const report = await em.transactional(async (tx) => {
+      await tx.getConnection().execute('select pg_advisory_xact_lock(hashtextextended(?, 0))', [`drift-window:${tenant}:${modelVersionId}`], 'all', tx.getTransactionContext());
       const pending = await tx.find(
         DriftSampleEntity,
         { tenant, modelVersionId, reportId: null },
-        { orderBy: { at: 'asc', id: 'asc' }, limit: size, lockMode: LockMode.PESSIMISTIC_PARTIAL_WRITE },
+        { orderBy: { at: 'asc', id: 'asc' }, limit: size },
       );
       if (mode === 'count' && pending.length < size) return null;
       if (mode === 'time' && (pending.length < minSamples || pending[0]!.at.getTime() > now.getTime() - minutes * 60_000)) return null;

@@ -15,6 +15,11 @@ import type { DriftSampleSummary } from './drift-samples.contract.js';
   expression: (table, _columns, name) =>
     `create index "${name}" on "${table.schema}"."${table.name}" ("tenant", "model_version_id", "at") where "report_id" is null`,
 })
+@Index({
+  name: 'drift_sample_at_index',
+  // The retention pass deletes the oldest first, reported or not.
+  expression: (table, _columns, name) => `create index "${name}" on "${table.schema}"."${table.name}" ("at")`,
+})
 export class DriftSampleEntity {
   [OptionalProps]?: 'id' | 'reportId' | 'createdAt';
 

@@ -32,12 +32,14 @@ import { FeedbackResolver } from './feedback.resolver.js';
 import { FeedbackService } from './feedback.service.js';
 import { Migration0003Feedback } from './migrations/0003-feedback.js';
 import { Migration0004Retraining } from './migrations/0004-retraining.js';
+import { Migration0005Retention } from './migrations/0005-retention.js';
 import { RetrainingDecisionEntity } from './retraining-decision.entity.js';
 import { RetrainingPolicyEntity } from './retraining-policy.entity.js';
 import { RetrainingResolver } from './retraining.resolver.js';
 import { RetrainingScheduler } from './retraining.scheduler.js';
 import { RetrainingService } from './retraining.service.js';
 import { consumeRetrainingTriggers } from './retraining-triggers.consumer.js';
+import { RetentionMetrics, RetentionScheduler } from './retention.js';
 
 export interface MonitoringDeps {
   audit: AuditService;
@@ -50,6 +52,7 @@ export interface MonitoringDeps {
   /** Data drift windows; null without a runtime (schema printing, resolver tests). */
   driftMonitor: DriftMonitor | null;
   driftMetrics: DriftPromMetrics | null;
+  retentionMetrics: RetentionMetrics | null;
 }
 
 /** Entities reached from another subgraph: a record of another tenant resolves to null (reads as not found). */
@@ -80,11 +83,13 @@ export function monitoringSubgraph(config: MonitoringConfig): SubgraphDefinition
       { name: '0002-event-log', class: eventLogMigration('monitoring') },
       { name: '0003-feedback', class: Migration0003Feedback },
       { name: '0004-retraining', class: Migration0004Retraining },
+      { name: '0005-retention', class: Migration0005Retention },
     ],
     async setup({ runtime, registry }) {
       const repository = new MonitoringRepository();
       const alerts: AlertDeps = { relay: null, metrics: registry ? new AlertMetrics(registry) : null };
       const driftMetrics = registry ? new DriftPromMetrics(registry) : null;
+      const retentionMetrics = registry ? new RetentionMetrics(registry) : null;
       const driftMonitor = runtime
         ? new DriftMonitor(
             {
@@ -122,7 +127,7 @@ export function monitoringSubgraph(config: MonitoringConfig): SubgraphDefinition
         rpcTimeoutMs: config.RETRAINING_RPC_TIMEOUT_MS,
         log: serviceLogger('monitoring-retraining'),
       });
-      return { audit: new AuditService(repository), drift: new DriftService(repository), repository, feedback, retraining, alerts, driftMonitor, driftMetrics };
+      return { audit: new AuditService(repository), drift: new DriftService(repository), repository, feedback, retraining, alerts, driftMonitor, driftMetrics, retentionMetrics };
     },
     schema: (deps) =>
       buildFederatedSchema({
@@ -173,6 +178,15 @@ export function monitoringSubgraph(config: MonitoringConfig): SubgraphDefinition
           sweep.unref();
           started.push({ close: async () => clearInterval(sweep) });
         }
+        // Old drift samples (and, when configured, reports, acknowledged alerts and audit events) are deleted at start
+        // and every interval; stopped first, it gives up at its next batch.
+        const retention = new RetentionScheduler(
+          db.fork,
+          { driftSampleDays: config.DRIFT_SAMPLE_RETENTION_DAYS, driftReportDays: config.DRIFT_REPORT_RETENTION_DAYS, auditDays: config.AUDIT_RETENTION_DAYS },
+          { intervalMs: config.RETENTION_INTERVAL_MINUTES * 60_000, log: serviceLogger('monitoring-retention'), metrics: deps.retentionMetrics },
+        );
+        retention.start();
+        started.push({ close: () => retention.stop() });
       } catch (error) {
         await stop();
         throw error;

@@ -4,11 +4,14 @@
 // approver does; two approvers racing on the next request get one success and one CONFLICT; another tenant sees
 // nothing; aliases; a rollback restores the old version for the inference workers; the history shows every step and
 // answers which version served when. Training needs PyTorch: without it the tests are skipped with the reason.
+// Without training: jobs run on the version `name@alias` names, and a requester withdraws a pending request.
 import { randomBytes } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { findTrainerPython } from '../../lib/model/testing.js';
 import { requestModelResolution } from '../../subgraphs/models/model-resolution.rpc.js';
-import { errorCodes, ok, startTestPlatform, TINY_TRAINING, type TestPlatform } from '../support/platform.js';
+import { errorCodes, ok, sharedData, startTestPlatform, TINY_TRAINING, until, uploadFile, type TestPlatform } from '../support/platform.js';
 
 const python = await findTrainerPython();
 const NO_TORCH = python ? null : 'no Python interpreter with torch (set LCD_PYTHON): lifecycle tests skipped';
@@ -237,5 +240,130 @@ describe('model lifecycle through the gateway', () => {
     expect(await at('2000-01-01T00:00:00Z')).toBeNull();
     // Nothing to roll back to for a model that never had two Production versions; another tenant has no such model.
     expect(errorCodes(await t.gql(`mutation { rollbackModel(modelName: "${MODEL}") { id } }`, {}, outsider))).toEqual(['NOT_FOUND']);
+  });
+});
+
+// No training needed: the platform's demo model (training/demo-model) is registered again by a tenant, as anyone may
+// bring their own ONNX file, and a synthetic dataset version (numpy and PIL only) evaluates it.
+describe('serving by alias and withdrawing a promotion request, on the demo model', () => {
+  const levir = (dir: 'A' | 'B') => readFile(join(sharedData, 'levir-cd-256', dir, 'test_7_0256_0512.png'));
+  const VERSION = `id stage evaluation { status errorCode } gate { passed }`;
+  let demoBytes: Buffer;
+
+  async function registerDemo(modelName: string): Promise<{ id: string; stage: string }> {
+    if (!demoBytes) {
+      const demo = ok(await t.gql<{ registeredModel: { productionVersion: { artifactKey: string } } }>(`{ registeredModel(name: "lcd-demo") { productionVersion { artifactKey } } }`, {}, engineer));
+      demoBytes = await t.platform.runtime.store.get(demo.registeredModel.productionVersion.artifactKey);
+    }
+    const upload = await uploadFile(t, demoBytes, 'demo.onnx', 'application/octet-stream', engineer);
+    return ok(
+      await t.gql<{ registerModelVersion: { id: string; stage: string } }>(
+        `mutation($input: RegisterModelVersionInput!) { registerModelVersion(input: $input) { ${VERSION} } }`,
+        { input: { modelName, uploadId: upload } },
+        engineer,
+      ),
+    ).registerModelVersion;
+  }
+
+  it('runs detectChanges and batch jobs on the version name@alias points to', async () => {
+    const version = await registerDemo('aliased-demo');
+    expect(version.stage).toBe('NONE');
+    ok(await t.gql(`mutation($id: ID!) { setModelAlias(input: {modelVersionId: $id, alias: "challenger"}) { aliases } }`, { id: version.id }, engineer));
+    const resolved = await requestModelResolution(t.platform.runtime.broker, { tenant: 'acme', modelName: 'aliased-demo@challenger', stage: 'PRODUCTION' }, 10_000);
+    expect(resolved).toMatchObject({ found: true, versionId: version.id, modelName: 'aliased-demo', alias: 'challenger' });
+
+    const beforeUploadId = await uploadFile(t, await levir('A'), 'before.png', 'image/png', engineer);
+    const afterUploadId = await uploadFile(t, await levir('B'), 'after.png', 'image/png', engineer);
+    const detected = ok(
+      await t.gql<{ detectChanges: { modelVersion: { id: string } } }>(
+        `mutation($input: DetectChangesInput!) { detectChanges(input: $input) { modelVersion { id } } }`,
+        { input: { beforeUploadId, afterUploadId, modelName: 'aliased-demo@challenger' } },
+        engineer,
+      ),
+    ).detectChanges;
+    expect(detected.modelVersion.id).toBe(version.id);
+
+    const SUBMIT = `mutation($input: SubmitChangeDetectionJobInput!) { submitChangeDetectionJob(input: $input) { id modelName modelVersion { id } } }`;
+    const job = ok(
+      await t.gql<{ submitChangeDetectionJob: { id: string; modelName: string; modelVersion: { id: string } } }>(
+        SUBMIT,
+        { input: { pairs: [{ beforeUploadId, afterUploadId }], modelName: 'aliased-demo@challenger' } },
+        engineer,
+      ),
+    ).submitChangeDetectionJob;
+    expect(job).toMatchObject({ modelName: 'aliased-demo@challenger', modelVersion: { id: version.id } });
+    const finished = await until(
+      async () => ok(await t.gql<{ job: { status: string } }>(`query($id: ID!) { job(id: $id) { status } }`, { id: job.id }, engineer)).job.status,
+      (status) => ['SUCCEEDED', 'FAILED', 'PARTIAL', 'CANCELLED'].includes(status),
+      'the job on aliased-demo@challenger',
+      120_000,
+    );
+    expect(finished).toBe('SUCCEEDED');
+
+    // An alias the model does not have is refused, naming it; the plain name has no Production version.
+    const unknown = await t.gql(SUBMIT, { input: { pairs: [{ beforeUploadId, afterUploadId }], modelName: 'aliased-demo@champion' } }, engineer);
+    expect(errorCodes(unknown)).toEqual(['BAD_USER_INPUT']);
+    expect(unknown.errors![0]!.message).toBe('modelName: model aliased-demo has no alias champion');
+    const plain = await t.gql(SUBMIT, { input: { pairs: [{ beforeUploadId, afterUploadId }], modelName: 'aliased-demo' } }, engineer);
+    expect(plain.errors![0]!.message).toBe('modelName: model aliased-demo has no Production version');
+  });
+
+  it('lets only the requester (or an admin) cancel a pending request; it is CANCELLED and in the history', async () => {
+    const made = ok(
+      await t.gql<{ createSyntheticDatasetVersion: { id: string } }>(
+        `mutation($input: CreateSyntheticDatasetVersionInput!) { createSyntheticDatasetVersion(input: $input) { id } }`,
+        { input: { name: 'cancel-e2e', pairs: 4, size: 64, seed: 9 } },
+        engineer,
+      ),
+    ).createSyntheticDatasetVersion;
+    ok(await t.gql(`mutation($m: String!, $d: String) { setEvaluationDataset(modelName: $m, datasetVersionId: $d) { name } }`, { m: 'cancel-demo', d: made.id }, engineer));
+    const registered = await registerDemo('cancel-demo');
+    // Evaluated by an inference worker; the gate here takes anything, so it goes to STAGING.
+    const staged = await until(
+      async () => ok(await t.gql<{ modelVersion: { stage: string; evaluation: { status: string } } }>(`query($id: ID!) { modelVersion(id: $id) { ${VERSION} } }`, { id: registered.id }, engineer)).modelVersion,
+      (v) => v.evaluation.status !== 'PENDING',
+      'the evaluation of cancel-demo',
+      180_000,
+    );
+    expect(staged).toMatchObject({ stage: 'STAGING', evaluation: { status: 'SUCCEEDED' } });
+
+    const request = ok(await requestPromotion(registered.id, 'demo for the field team', engineer)).requestPromotion;
+    const CANCEL = `mutation($id: ID!, $reason: String!) { cancelPromotionRequest(id: $id, reason: $reason) { ${REQUEST_FIELDS} } }`;
+    expect(errorCodes(await t.gql(CANCEL, { id: request.id, reason: 'no' }, await t.token(['viewer'], 'acme')))).toEqual(['FORBIDDEN']);
+    const notYours = await t.gql(CANCEL, { id: request.id, reason: 'mine' }, lead);
+    expect(errorCodes(notYours)).toEqual(['FORBIDDEN']);
+    expect(notYours.errors![0]!.message).toMatch(/made by engineer-1: only they, or an admin of the tenant, may cancel it/);
+    expect(errorCodes(await t.gql(CANCEL, { id: request.id, reason: 'theirs' }, outsider))).toEqual(['NOT_FOUND']);
+
+    const cancelled = ok(await t.gql<{ cancelPromotionRequest: PromotionRequest & { decisionReason: string } }>(CANCEL, { id: request.id, reason: 'wrong dataset' }, engineer))
+      .cancelPromotionRequest;
+    expect(cancelled).toMatchObject({ status: 'CANCELLED', decidedBy: 'engineer-1', decisionReason: 'wrong dataset', modelVersion: { id: registered.id, stage: 'STAGING' } });
+    const late = await approve(request.id, approver1);
+    expect(errorCodes(late)).toEqual(['CONFLICT']);
+    expect(errorCodes(await t.gql(CANCEL, { id: request.id, reason: 'again' }, engineer))).toEqual(['CONFLICT']);
+
+    const history = ok(
+      await t.gql<{ stageHistory: { kind: string; modelVersion: { id: string }; fromStage: string; toStage: string; actor: string; reason: string }[] }>(
+        `query($m: String!) { stageHistory(modelName: $m) { kind modelVersion { id } fromStage toStage actor reason } }`,
+        { m: 'cancel-demo' },
+        engineer,
+      ),
+    ).stageHistory;
+    expect(history.at(-1)).toEqual({
+      kind: 'PROMOTION_CANCELLED',
+      modelVersion: { id: registered.id },
+      fromStage: 'STAGING',
+      toStage: 'STAGING',
+      actor: 'engineer-1',
+      reason: `promotion request ${request.id} by engineer-1 cancelled: wrong dataset`,
+    });
+
+    // An admin of the tenant may withdraw someone else's request.
+    const second = ok(await requestPromotion(registered.id, 'second try', engineer)).requestPromotion;
+    const admin = await t.token(['admin'], 'acme', 'admin-7');
+    expect(ok(await t.gql<{ cancelPromotionRequest: { status: string; decidedBy: string } }>(CANCEL, { id: second.id, reason: 'release freeze' }, admin)).cancelPromotionRequest).toMatchObject({
+      status: 'CANCELLED',
+      decidedBy: 'admin-7',
+    });
   });
 });

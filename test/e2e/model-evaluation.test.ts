@@ -3,6 +3,7 @@
 // frozen evaluation dataset is a synthetic dataset version; an inference worker runs it on every labelled pair, the
 // version gets its evaluation, metrics and gate decision, and goes to STAGING when it passes. A dataset the model
 // cannot take fails the evaluation, which says why, and leaves the version in NONE until it is evaluated again.
+// (Evaluations whose request or result is lost: model-evaluation-lost.test.ts, on a platform of its own.)
 import { randomBytes } from 'node:crypto';
 import { PNG } from 'pngjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';

@@ -44,6 +44,8 @@ export const EXPECTED_MUTATIONS: Record<string, FieldExpectation> = {
   requestPromotion: { allowed: ML_ENGINEER },
   approvePromotion: { allowed: APPROVER },
   rejectPromotion: { allowed: APPROVER },
+  // Cancelling someone else's request is refused by the service unless the caller is an admin (model-lifecycle.service.test.ts).
+  cancelPromotionRequest: { allowed: ML_ENGINEER },
   setModelAlias: { allowed: ML_ENGINEER },
   removeModelAlias: { allowed: ML_ENGINEER },
   setEvaluationDataset: { allowed: ML_ENGINEER },

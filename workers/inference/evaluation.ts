@@ -6,7 +6,6 @@
 // items are reported as a failed evaluation naming the item; anything else is retried, and reported once the delivery
 // limit is reached. The session is the evaluation's own: evaluations never take a place in the serving model cache.
 import { createHash } from 'node:crypto';
-import * as ort from 'onnxruntime-node';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { createEnvelope, type Broker, type Delivery, type Subscription } from '../../lib/broker/broker.js';
@@ -14,6 +13,7 @@ import { decodeImage, isBinaryMask, type RasterImage } from '../../lib/imaging/d
 import { ImageDecodeError } from '../../lib/imaging/probe.js';
 import { openRaster, type RasterLimits, type RasterSource } from '../../lib/imaging/raster-source.js';
 import { ModelContractError, validateModelContract, type ModelContract } from '../../lib/model/contract.js';
+import { OrtSession } from '../../lib/model/ort-session.js';
 import { ObjectNotFoundError, type ObjectStore } from '../../lib/storage/index.js';
 import {
   EVALUATION_DELIVERY_LIMIT,
@@ -29,7 +29,7 @@ import {
   type EvaluationSplit,
 } from '../../subgraphs/models/model-evaluation.contracts.js';
 import type { InferenceConfig } from './config.js';
-import { cudaProviderInstalled, OrtModelRunner } from './model-cache.js';
+import { OrtModelRunner } from './model-cache.js';
 import { PairInputError, pairErrorFromDecode, processPair, type ModelRunner, type RowSink, type Side } from './processor.js';
 
 /** A problem with the model or the dataset: the evaluation fails with this code, and trying again would not help. */
@@ -156,7 +156,7 @@ export class ModelEvaluator {
   }
 
   /** The exact file the registry names: its bytes must hash to the registered sha256. */
-  private async loadModel(request: EvaluationRequest): Promise<{ runner: ModelRunner; session: ort.InferenceSession }> {
+  private async loadModel(request: EvaluationRequest): Promise<{ runner: ModelRunner; session: OrtSession }> {
     const what = `model version ${request.modelVersionId}`;
     const bytes = await this.read(request.artifactKey, () => new EvaluationError('MODEL_INVALID', `the artifact of ${what} (${request.artifactKey}) is missing`));
     const sha256 = createHash('sha256').update(bytes).digest('hex');
@@ -168,27 +168,14 @@ export class ModelEvaluator {
       if (error instanceof ModelContractError) throw new EvaluationError('MODEL_INVALID', `${what}: ${error.message}`);
       throw error;
     }
-    let session: ort.InferenceSession;
+    let session: OrtSession;
     try {
-      session = await this.createSession(bytes);
+      const { INFERENCE_EXECUTION_PROVIDERS: providers, INFERENCE_CUDA_DEVICE_ID: cudaDeviceId, INFERENCE_INTRA_OP_THREADS: intraOpThreads } = this.config;
+      session = await OrtSession.open(bytes, { providers, cudaDeviceId, intraOpThreads });
     } catch (error) {
       throw new EvaluationError('MODEL_INVALID', `onnxruntime cannot load ${what}: ${String((error as Error).message ?? error).split('\n')[0]!.slice(0, 500)}`);
     }
     return { runner: new GuardedRunner(new OrtModelRunner(contract, session)), session };
-  }
-
-  private async createSession(bytes: Uint8Array): Promise<ort.InferenceSession> {
-    const { INFERENCE_EXECUTION_PROVIDERS: providers, INFERENCE_CUDA_DEVICE_ID: deviceId, INFERENCE_INTRA_OP_THREADS: threads } = this.config;
-    const options: ort.InferenceSession.SessionOptions = { graphOptimizationLevel: 'all', executionMode: 'sequential', ...(threads > 0 && { intraOpNumThreads: threads }) };
-    const cuda = providers.includes('cuda') || (providers[0] === 'auto' && cudaProviderInstalled());
-    if (cuda) {
-      try {
-        return await ort.InferenceSession.create(bytes, { ...options, executionProviders: [{ name: 'cuda', deviceId }, 'cpu'] });
-      } catch (error) {
-        if (!providers.includes('cpu') && providers[0] !== 'auto') throw error;
-      }
-    }
-    return ort.InferenceSession.create(bytes, { ...options, executionProviders: ['cpu'] });
   }
 
   private async evaluateItem(runner: ModelRunner, index: number, item: ManifestItem): Promise<ConfusionCounts> {

@@ -5,22 +5,17 @@
 // until a `model.<name>.stage` event or a time limit says otherwise.
 import { z } from 'zod';
 import { createHash } from 'node:crypto';
-import { existsSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
-import * as ort from 'onnxruntime-node';
 import type { Logger } from 'pino';
 import type { Envelope } from '../../lib/broker/broker.js';
 import { LOGGED_EVENT_TYPE } from '../../lib/events/event-log.js';
 import { ModelContractError, validateModelContract, type ModelContract } from '../../lib/model/contract.js';
+import { OrtSession, SessionCreateError, type ExecutionProvider, type SessionSettings } from '../../lib/model/ort-session.js';
 import { ObjectNotFoundError, type ObjectStore } from '../../lib/storage/index.js';
 import type { ModelResolutionReply, ModelResolutionRequest } from '../../subgraphs/models/model-resolution.rpc.js';
 import { PLATFORM_TENANT } from '../../subgraphs/models/models.contracts.js';
 import { TRAINING_LOGGED_EVENT_TYPES } from '../../subgraphs/models/training.contracts.js';
 import type { InferenceMetrics } from './metrics.js';
 import { PairInputError, type ModelRunner } from './processor.js';
-
-export type ExecutionProvider = 'cpu' | 'cuda';
 
 /** A stage change as the worker acts on it: which model of which tenant (`*`: the platform's, seen by every tenant). */
 export interface StageChange {
@@ -59,27 +54,6 @@ export function stageChangeOf(envelope: Envelope<unknown>): StageChange | null {
   return { tenant, modelName, versionId, stage, ...(previousStage !== undefined && { previousStage }) };
 }
 
-/**
- * Whether onnxruntime-node's CUDA provider libraries are installed next to its binding (its install script downloads
- * them when run with `--onnxruntime-node-install-cuda`; the npm package alone has CPU only). `auto` tries CUDA only
- * then, so that a CPU host does not log onnxruntime's failure to load them.
- */
-export function cudaProviderInstalled(): boolean {
-  try {
-    const root = dirname(dirname(createRequire(import.meta.url).resolve('onnxruntime-node')));
-    return existsSync(join(root, 'bin', 'napi-v6', process.platform, process.arch, 'libonnxruntime_providers_cuda.so'));
-  } catch {
-    return false;
-  }
-}
-
-export interface SessionSettings {
-  /** In order of preference; `auto` tries CUDA and falls back to CPU. */
-  providers: string[];
-  cudaDeviceId: number;
-  intraOpThreads: number;
-}
-
 /** The model is unavailable for now (resolution or storage did not answer): worth a retry. */
 export class ModelUnavailableError extends Error {
   constructor(message: string, options?: { cause?: unknown }) {
@@ -102,8 +76,7 @@ interface Entry {
   versionId: string;
   modelName: string;
   contract: ModelContract;
-  session: ort.InferenceSession;
-  provider: ExecutionProvider;
+  session: OrtSession;
   leases: number;
   evicted: boolean;
 }
@@ -112,14 +85,14 @@ interface Entry {
 export class OrtModelRunner implements ModelRunner {
   constructor(
     readonly contract: ModelContract,
-    private readonly session: ort.InferenceSession,
+    private readonly session: OrtSession,
     private readonly onRun?: (seconds: number) => void,
   ) {}
 
   async run(before: Float32Array, after: Float32Array, n: number, height: number, width: number) {
     const dims = [n, this.contract.bands, height, width];
     const t0 = performance.now();
-    const outputs = await this.session.run({ before: new ort.Tensor('float32', before, dims), after: new ort.Tensor('float32', after, dims) });
+    const outputs = await this.session.run({ before: { data: before, dims }, after: { data: after, dims } });
     this.onRun?.((performance.now() - t0) / 1000);
     const logits = outputs.change_logits;
     const embedding = outputs.embedding;
@@ -127,7 +100,7 @@ export class OrtModelRunner implements ModelRunner {
     if (logits.dims.length !== 4 || logits.dims[0] !== n || logits.dims[1] !== 1 || logits.dims[2] !== height || logits.dims[3] !== width) {
       throw new Error(`change_logits has shape [${logits.dims.join(', ')}], expected [${n}, 1, ${height}, ${width}]`);
     }
-    return { logits: logits.data as Float32Array, embedding: embedding.data as Float32Array };
+    return { logits: logits.data, embedding: embedding.data };
   }
 }
 
@@ -150,14 +123,17 @@ export class ModelCache {
   private epoch = 0;
   /** Production version per model name, as last resolved, for the model_info metric. */
   private readonly production = new Map<string, string>();
-  private cudaFailed = false;
 
   constructor(private readonly options: ModelCacheOptions) {}
 
-  /** Leases the Production version of `modelName` as the tenant sees it (its own model first, else the platform's). */
+  /**
+   * Leases the Production version of `modelName` as the tenant sees it (its own model first, else the platform's), or
+   * for `name@alias` the version the alias points to.
+   */
   async acquireProduction(tenant: string, modelName: string): Promise<ModelLease> {
     const reply = await this.resolve({ tenant, modelName, stage: 'PRODUCTION' }, `${tenant}\0name:${modelName}`);
-    this.production.set(reply.modelName, reply.versionId);
+    // `name@alias` serves the version the alias names, which is not (necessarily) Production.
+    if (reply.alias === undefined) this.production.set(reply.modelName, reply.versionId);
     return this.acquire(reply);
   }
 
@@ -189,7 +165,7 @@ export class ModelCache {
   }
 
   loadedVersions(): { versionId: string; modelName: string; provider: ExecutionProvider; leases: number }[] {
-    return [...this.entries.values()].map((e) => ({ versionId: e.versionId, modelName: e.modelName, provider: e.provider, leases: e.leases }));
+    return [...this.entries.values()].map((e) => ({ versionId: e.versionId, modelName: e.modelName, provider: e.session.provider, leases: e.leases }));
   }
 
   async close(): Promise<void> {
@@ -212,7 +188,8 @@ export class ModelCache {
     }
     if (!reply.found) throw new PairInputError('MODEL_NOT_FOUND', reply.reason);
     if (epoch === this.epoch) {
-      this.resolutions.set(key, { tenant: request.tenant, modelName: request.versionId === undefined ? (request.modelName ?? null) : null, reply, expiresAt: Date.now() + this.options.resolutionTtlMs });
+      // Kept under the model's bare name (the reply's, without any `@alias`): stage and alias events name the model.
+      this.resolutions.set(key, { tenant: request.tenant, modelName: request.versionId === undefined ? reply.modelName : null, reply, expiresAt: Date.now() + this.options.resolutionTtlMs });
     }
     return reply;
   }
@@ -237,10 +214,10 @@ export class ModelCache {
     const held = entry;
     let released = false;
     return {
-      runner: new OrtModelRunner(held.contract, held.session, (s) => this.options.metrics?.runDuration.observe({ execution_provider: held.provider }, s)),
+      runner: new OrtModelRunner(held.contract, held.session, (s) => this.options.metrics?.runDuration.observe({ execution_provider: held.session.provider }, s)),
       versionId: held.versionId,
       modelName: held.modelName,
-      executionProvider: held.provider,
+      executionProvider: held.session.provider,
       referenceStatsKey: reply.referenceStatsKey ?? null,
       release: () => {
         if (released) return;
@@ -271,12 +248,13 @@ export class ModelCache {
       if (error instanceof ModelContractError) throw new PairInputError('MODEL_INVALID', `model version ${reply.versionId}: ${error.message}`);
       throw error;
     }
-    const { session, provider } = await this.createSession(bytes);
+    const session = await this.createSession(reply.versionId, bytes);
     // Warm-up: the first run allocates and plans; do it before real work (and before the worker says it is ready).
     const dims = [1, contract.bands, contract.tileSize, contract.tileSize];
     const zeros = new Float32Array(contract.bands * contract.tileSize * contract.tileSize);
-    await session.run({ before: new ort.Tensor('float32', zeros, dims), after: new ort.Tensor('float32', zeros, dims) });
-    const entry: Entry = { versionId: reply.versionId, modelName: reply.modelName, contract, session, provider, leases: 0, evicted: false };
+    await session.run({ before: { data: zeros, dims }, after: { data: zeros, dims } });
+    const { provider } = session;
+    const entry: Entry = { versionId: reply.versionId, modelName: reply.modelName, contract, session, leases: 0, evicted: false };
     this.entries.set(reply.versionId, entry);
     const seconds = (performance.now() - t0) / 1000;
     this.options.metrics?.modelLoadDuration.observe(seconds);
@@ -303,30 +281,18 @@ export class ModelCache {
     if (!metric) return;
     metric.reset();
     for (const e of this.entries.values()) {
-      metric.set({ model_name: e.modelName, version_id: e.versionId, execution_provider: e.provider, production: String(this.production.get(e.modelName) === e.versionId) }, 1);
+      metric.set({ model_name: e.modelName, version_id: e.versionId, execution_provider: e.session.provider, production: String(this.production.get(e.modelName) === e.versionId) }, 1);
     }
   }
 
-  private async createSession(bytes: Uint8Array): Promise<{ session: ort.InferenceSession; provider: ExecutionProvider }> {
-    const { providers, cudaDeviceId, intraOpThreads } = this.options.session;
-    const base: ort.InferenceSession.SessionOptions = {
-      graphOptimizationLevel: 'all',
-      executionMode: 'sequential',
-      interOpNumThreads: 1,
-      ...(intraOpThreads > 0 && { intraOpNumThreads: intraOpThreads }),
-    };
-    const wanted: ExecutionProvider[] =
-      providers[0] === 'auto' ? (this.cudaFailed || !cudaProviderInstalled() ? ['cpu'] : ['cuda', 'cpu']) : (providers as ExecutionProvider[]);
-    if (wanted[0] === 'cuda') {
-      try {
-        const session = await ort.InferenceSession.create(bytes, { ...base, executionProviders: [{ name: 'cuda', deviceId: cudaDeviceId }, ...(wanted.includes('cpu') ? ['cpu'] : [])] });
-        return { session, provider: 'cuda' };
-      } catch (error) {
-        if (!wanted.includes('cpu')) throw new ModelUnavailableError(`the CUDA execution provider could not be loaded: ${(error as Error).message}`, { cause: error });
-        if (!this.cudaFailed) this.options.log.warn({ err: error }, 'CUDA execution provider unavailable: running on CPU');
-        this.cudaFailed = true;
-      }
+  private async createSession(versionId: string, bytes: Uint8Array): Promise<OrtSession> {
+    try {
+      return await OrtSession.open(bytes, this.options.session, (reason) => this.options.log.warn({ reason }, 'CUDA execution provider unavailable: running on CPU'));
+    } catch (error) {
+      if (!(error instanceof SessionCreateError)) throw error;
+      // CUDA asked for and absent is the host's problem (another worker may have it); a file onnxruntime refuses is the model's.
+      if (error.provider === 'cuda') throw new ModelUnavailableError(error.message, { cause: error });
+      throw new PairInputError('MODEL_INVALID', `onnxruntime cannot load model version ${versionId}: ${error.message.split('\n')[0]!.slice(0, 500)}`);
     }
-    return { session: await ort.InferenceSession.create(bytes, { ...base, executionProviders: ['cpu'] }), provider: 'cpu' };
   }
 }
