@@ -34,6 +34,7 @@ if (process.argv.includes('--serve')) {
       DEMO_MODEL_DIR: dirname(model.path),
       DATABASE_URL: process.env.DATABASE_URL,
       AMQP_URL: process.env.AMQP_URL,
+      INFERENCE_ORT_SPIN_WAIT: process.env.INFERENCE_ORT_SPIN_WAIT,
     },
     ephemeralPorts: true,
     stateDir: null,

@@ -1,13 +1,9 @@
 import { parseCosts } from '../lib/security/rate-limit.js';
-import { parseConfig, portEnv, z, type Env } from '../lib/config.js';
+import { boolEnv, parseConfig, portEnv, z, type Env } from '../lib/config.js';
 
 const optionalUrl = z.url().optional();
 const positiveInt = (fallback: number, max: number) => z.coerce.number().int().min(1).max(max).default(fallback);
-const bool = (fallback: boolean) =>
-  z
-    .enum(['true', 'false'])
-    .default(fallback ? 'true' : 'false')
-    .transform((v) => v === 'true');
+const bool = boolEnv;
 
 export const gatewayEnv = z
   .object({

@@ -54,4 +54,11 @@ export const commonEnv = {
 
 export const portEnv = port;
 export const env = { url: urlWithProtocols };
+
+/** `true` or `false` (nothing else), as a boolean. */
+export const boolEnv = (fallback: boolean) =>
+  z
+    .enum(['true', 'false'])
+    .default(fallback ? 'true' : 'false')
+    .transform((v) => v === 'true');
 export { z };

@@ -17,6 +17,8 @@ export interface SessionSettings {
   cudaDeviceId: number;
   /** onnxruntime's intra-op threads (0: its default, one per core). */
   intraOpThreads: number;
+  /** Whether onnxruntime's threads spin-wait between runs (its default) instead of sleeping; default false. */
+  spinWait?: boolean;
 }
 
 export interface FloatTensor {
@@ -96,12 +98,15 @@ export class OrtSession {
    * it). Throws SessionCreateError with onnxruntime's reason when none does.
    */
   static async open(bytes: Uint8Array, settings: SessionSettings, onFallback?: (reason: string) => void): Promise<OrtSession> {
-    const { providers, cudaDeviceId, intraOpThreads } = settings;
+    const { providers, cudaDeviceId, intraOpThreads, spinWait = false } = settings;
     const base: InferenceSession.SessionOptions = {
       graphOptimizationLevel: 'all',
       executionMode: 'sequential',
       interOpNumThreads: 1,
       ...(intraOpThreads > 0 && { intraOpNumThreads: intraOpThreads }),
+      // Spinning keeps both cores of a small machine busy for a while after each run, just when the service's own
+      // thread has the pair's outputs to write and the answer to send (README: INFERENCE_ORT_SPIN_WAIT).
+      ...(!spinWait && { extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } } }),
     };
     const auto = providers[0] === 'auto';
     const tryCuda = auto ? !cudaUnavailable && cudaProviderInstalled() : providers[0] === 'cuda';

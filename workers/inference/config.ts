@@ -1,7 +1,8 @@
 // The inference worker's configuration, validated once at start-up. Nothing else in the worker reads process.env.
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseConfig, portEnv, z, type Env } from '../../lib/config.js';
+import { boolEnv, parseConfig, portEnv, z, type Env } from '../../lib/config.js';
+import type { SessionSettings } from '../../lib/model/ort-session.js';
 import { EVALUATION_QUEUES } from '../../subgraphs/models/model-evaluation.contracts.js';
 
 const positiveInt = (fallback: number) => z.coerce.number().int().positive().default(fallback);
@@ -21,6 +22,11 @@ export const inferenceEnv = z.object({
   INFERENCE_CUDA_DEVICE_ID: z.coerce.number().int().min(0).default(0),
   /** ORT intra-op threads (0: onnxruntime's default, one per physical core). */
   INFERENCE_INTRA_OP_THREADS: z.coerce.number().int().min(0).default(0),
+  /**
+   * Let onnxruntime's threads spin-wait after each run (its own default) rather than sleep. Off by default: spinning
+   * holds the cores that the worker's own thread needs right then (decoding, writing outputs, answering).
+   */
+  INFERENCE_ORT_SPIN_WAIT: boolEnv(false),
   /** Tiles per onnxruntime call. */
   INFERENCE_BATCH_SIZE: positiveInt(4),
   /** Overlap of neighbouring tiles in pixels; default an eighth of the model's tile size. */
@@ -54,3 +60,11 @@ export const inferenceEnv = z.object({
 export type InferenceConfig = Readonly<z.infer<typeof inferenceEnv>>;
 
 export const loadInferenceConfig = (env: Env): InferenceConfig => parseConfig(inferenceEnv, env);
+
+/** The onnxruntime session settings the configuration asks for. */
+export const sessionSettings = (config: InferenceConfig): SessionSettings => ({
+  providers: config.INFERENCE_EXECUTION_PROVIDERS,
+  cudaDeviceId: config.INFERENCE_CUDA_DEVICE_ID,
+  intraOpThreads: config.INFERENCE_INTRA_OP_THREADS,
+  spinWait: config.INFERENCE_ORT_SPIN_WAIT,
+});

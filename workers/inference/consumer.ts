@@ -22,7 +22,7 @@ import { openRaster, type RasterInput, type RasterLimits, type RasterSource } fr
 import { ObjectNotFoundError, type ObjectStore } from '../../lib/storage/index.js';
 import { PLATFORM_TENANT } from '../../subgraphs/models/models.contracts.js';
 import { requestModelResolution } from '../../subgraphs/models/model-resolution.rpc.js';
-import type { InferenceConfig } from './config.js';
+import { sessionSettings, type InferenceConfig } from './config.js';
 import {
   detectRequestSchema,
   EVENT_KEYS,
@@ -106,7 +106,7 @@ export class InferenceWorker {
       store: deps.store,
       resolve: (request) => requestModelResolution(deps.broker, request, config.INFERENCE_RPC_TIMEOUT_MS),
       capacity: config.INFERENCE_MODEL_CACHE_SIZE,
-      session: { providers: config.INFERENCE_EXECUTION_PROVIDERS, cudaDeviceId: config.INFERENCE_CUDA_DEVICE_ID, intraOpThreads: config.INFERENCE_INTRA_OP_THREADS },
+      session: sessionSettings(config),
       resolutionTtlMs: config.INFERENCE_RESOLUTION_TTL_SECONDS * 1000,
       log: deps.log,
       metrics: deps.metrics,

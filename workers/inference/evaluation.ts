@@ -28,7 +28,7 @@ import {
   type EvaluationResult,
   type EvaluationSplit,
 } from '../../subgraphs/models/model-evaluation.contracts.js';
-import type { InferenceConfig } from './config.js';
+import { sessionSettings, type InferenceConfig } from './config.js';
 import { OrtModelRunner } from './model-cache.js';
 import { PairInputError, pairErrorFromDecode, processPair, type ModelRunner, type RowSink, type Side } from './processor.js';
 
@@ -170,8 +170,7 @@ export class ModelEvaluator {
     }
     let session: OrtSession;
     try {
-      const { INFERENCE_EXECUTION_PROVIDERS: providers, INFERENCE_CUDA_DEVICE_ID: cudaDeviceId, INFERENCE_INTRA_OP_THREADS: intraOpThreads } = this.config;
-      session = await OrtSession.open(bytes, { providers, cudaDeviceId, intraOpThreads });
+      session = await OrtSession.open(bytes, sessionSettings(this.config));
     } catch (error) {
       throw new EvaluationError('MODEL_INVALID', `onnxruntime cannot load ${what}: ${String((error as Error).message ?? error).split('\n')[0]!.slice(0, 500)}`);
     }
