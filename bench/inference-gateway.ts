@@ -12,7 +12,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import 'reflect-metadata';
 import { issueDevToken } from '../lib/auth.js';
-import { BENCH_MODEL, ensureTrainedModel, repoRoot, TEST_MODEL } from '../lib/model/testing.js';
+import { BENCH_MODEL, ensureTrainedModel, repoRoot, sharedData, TEST_MODEL } from '../lib/model/testing.js';
 import { startPlatform } from '../lib/platform.js';
 import { argValue, percentile } from './inference-support.js';
 
@@ -88,7 +88,7 @@ async function measure(url: string, token: string, requests: number) {
     if (!put.ok) throw new Error(`upload failed: ${put.status}`);
     return u.id;
   };
-  const levir = (dir: string) => readFile(join(repoRoot, '..', 'shared', 'data', 'levir-cd-256', dir, 'test_7_0256_0512.png'));
+  const levir = (dir: string) => readFile(join(sharedData, 'levir-cd-256', dir, 'test_7_0256_0512.png'));
   const beforeUploadId = await upload(await levir('A'), 'a.png');
   const afterUploadId = await upload(await levir('B'), 'b.png');
   const query = `mutation($input: DetectChangesInput!) { detectChanges(input: $input) { statsUrl stats { changedPixels } } }`;

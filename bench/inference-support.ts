@@ -9,7 +9,7 @@ import { PNG } from 'pngjs';
 import { pino } from 'pino';
 import { createBroker, createEnvelope, MemoryBrokerServer, type Broker } from '../lib/broker/broker.js';
 import { PngRowWriter } from '../lib/imaging/png-stream.js';
-import { repoRoot } from '../lib/model/testing.js';
+import { sharedData } from '../lib/model/testing.js';
 import { createObjectStore, type ObjectStore } from '../lib/storage/index.js';
 import { createMetricsRegistry } from '../lib/telemetry.js';
 import { MODEL_RESOLUTION_QUEUE, type ModelResolutionReply, type ModelResolutionRequest } from '../subgraphs/models/model-resolution.rpc.js';
@@ -28,7 +28,7 @@ import {
 import { InferenceMetrics } from '../workers/inference/metrics.js';
 
 export const levirPair = async (): Promise<[PNG, PNG]> => {
-  const read = async (dir: string) => PNG.sync.read(await readFile(join(repoRoot, '..', 'shared', 'data', 'levir-cd-256', dir, 'test_7_0256_0512.png')));
+  const read = async (dir: string) => PNG.sync.read(await readFile(join(sharedData, 'levir-cd-256', dir, 'test_7_0256_0512.png')));
   return [await read('A'), await read('B')];
 };
 

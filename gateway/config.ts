@@ -3,7 +3,6 @@ import { boolEnv, parseConfig, portEnv, z, type Env } from '../lib/config.js';
 
 const optionalUrl = z.url().optional();
 const positiveInt = (fallback: number, max: number) => z.coerce.number().int().min(1).max(max).default(fallback);
-const bool = boolEnv;
 
 export const gatewayEnv = z
   .object({
@@ -22,7 +21,7 @@ export const gatewayEnv = z
     MAX_ROOT_FIELDS: positiveInt(10, 10_000),
     MAX_QUERY_COST: positiveInt(25_000, 1_000_000_000),
     // Rate limits per identity (token bucket; Redis when REDIS_URL is set, else in memory).
-    RATE_LIMIT_ENABLED: bool(true),
+    RATE_LIMIT_ENABLED: boolEnv(true),
     RATE_LIMIT_BURST: positiveInt(100, 1_000_000),
     RATE_LIMIT_REFILL_PER_SECOND: z.coerce.number().positive().max(1_000_000).default(10),
     RATE_LIMIT_COSTS: z

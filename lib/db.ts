@@ -33,6 +33,12 @@ export interface Database {
 
 const log = serviceLogger('db');
 
+/** A table of the entity manager's schema as raw SQL names it (`"schema"."table"`), for statements MikroORM does not build. */
+export function qualifiedTable(em: EntityManager, table: string): string {
+  const schema = em.config.get('schema');
+  return schema ? `"${schema}"."${table}"` : `"${table}"`;
+}
+
 export async function openDatabase(options: DatabaseOptions): Promise<Database> {
   const common: Options = {
     entities: options.entities,

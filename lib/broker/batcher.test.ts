@@ -27,16 +27,4 @@ describe('Batcher', () => {
     expect(both.map((r) => r.status)).toEqual(['rejected', 'rejected']);
     expect((both[0] as PromiseRejectedResult).reason.message).toBe('database down');
   });
-
-  it('drain() handles what waits without waiting for the timer', async () => {
-    const seen: number[] = [];
-    const batcher = new Batcher<number, null>(async (items) => {
-      seen.push(...items);
-      return items.map(() => null);
-    }, { maxItems: 100, maxWaitMs: 60_000 });
-    const pending = batcher.add(7);
-    await batcher.drain();
-    await expect(pending).resolves.toBeNull();
-    expect(seen).toEqual([7]);
-  });
 });

@@ -19,7 +19,6 @@ interface Waiting<T, R> {
 export class Batcher<T, R> {
   private waiting: Waiting<T, R>[] = [];
   private timer: NodeJS.Timeout | null = null;
-  private readonly running = new Set<Promise<void>>();
 
   /**
    * @param handle handles one batch; returns one outcome per item, in order: a result, or the Error that item fails
@@ -40,20 +39,13 @@ export class Batcher<T, R> {
     });
   }
 
-  /** Handles what waits now, and resolves once every batch started has finished. */
-  async drain(): Promise<void> {
-    this.flush();
-    await Promise.allSettled([...this.running]);
-  }
-
   private flush(): void {
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
     if (this.waiting.length === 0) return;
     const batch = this.waiting;
     this.waiting = [];
-    const run = this.run(batch).finally(() => this.running.delete(run));
-    this.running.add(run);
+    void this.run(batch);
   }
 
   private async run(batch: Waiting<T, R>[]): Promise<void> {

@@ -3,6 +3,7 @@
 // (stream, sequence) they have already seen.
 import type { EntityManager } from '@mikro-orm/core';
 import { createEnvelope, type Broker } from '../broker/broker.js';
+import { qualifiedTable } from '../db.js';
 import { serviceLogger } from '../telemetry.js';
 import { EventLogEntity, EventStreamEntity } from './event-log.entity.js';
 
@@ -37,8 +38,7 @@ export interface AppendEvent {
 export async function appendEvents(em: EntityManager, events: AppendEvent[]): Promise<number[]> {
   const sequences: number[] = [];
   const connection = em.getConnection();
-  const schema = em.config.get('schema');
-  const streamTable = schema ? `"${schema}"."event_stream"` : '"event_stream"';
+  const streamTable = qualifiedTable(em, 'event_stream');
   for (const event of events) {
     const rows = await connection.execute<{ last_sequence: number }[]>(
       `insert into ${streamTable} ("stream", "last_sequence") values (?, 1)

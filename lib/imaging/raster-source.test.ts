@@ -10,9 +10,10 @@ import { encodePng, PngRowWriter } from './png-stream.js';
 import { ImageDecodeError } from './probe.js';
 import { openRaster, type RasterInput, type RasterSource } from './raster-source.js';
 import { geoTiff, pngHeaderOnly, rawPng } from './testing.js';
+import { sharedData } from '../model/testing.js';
 import { encodeTiff } from './tiff-writer.js';
 
-const shared = join(import.meta.dirname, '..', '..', '..', 'shared', 'data');
+const shared = sharedData;
 const bytes = (b: Uint8Array): RasterInput => ({ kind: 'bytes', bytes: b });
 
 async function readAll(source: RasterSource, chunk = 7): Promise<Float32Array> {

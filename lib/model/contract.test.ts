@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { ModelContractError, registryContract, validateModelContract } from './contract.js';
 import { readOnnxMetadata, readOnnxModelInfo } from './onnx-metadata.js';
-import { CONTRACT_METADATA, ensureTrainedModel, fakeOnnxModel, repoRoot, type TrainedModel } from './testing.js';
+import { CONTRACT_METADATA, ensureTrainedModel, fakeOnnxModel, sharedData, type TrainedModel } from './testing.js';
 
 function contractError(bytes: Uint8Array): ModelContractError {
   try {
@@ -88,7 +88,7 @@ describe('validateModelContract', () => {
   });
 
   it('refuses a PNG and a truncated model as not ONNX', async () => {
-    const png = await readFile(join(repoRoot, '..', 'shared', 'data', 'levir-cd-256', 'A', 'test_7_0256_0512.png'));
+    const png = await readFile(join(sharedData, 'levir-cd-256', 'A', 'test_7_0256_0512.png'));
     expect(contractError(png).problem).toBe('NOT_ONNX');
     const model = fakeOnnxModel();
     const error = contractError(model.subarray(0, model.length - 20));

@@ -15,6 +15,22 @@ const compiledOrSource = resolve(dirname(fileURLToPath(import.meta.url)), '..', 
 /** The repository root, also when this runs compiled from dist/ (benchmarks). */
 export const repoRoot = basename(compiledOrSource) === 'dist' ? dirname(compiledOrSource) : compiledOrSource;
 
+/**
+ * The real change-detection sample pairs (never copied into the repository): `LCD_SHARED_DATA` when set, else the
+ * nearest `shared/data` beside the repository or beside one of its parent folders, so that a clone in a subfolder of
+ * the workspace finds them too.
+ */
+export const sharedData = findSharedData();
+
+function findSharedData(): string {
+  if (process.env.LCD_SHARED_DATA) return resolve(process.env.LCD_SHARED_DATA);
+  for (let dir = dirname(repoRoot); ; dir = dirname(dir)) {
+    const candidate = join(dir, 'shared', 'data');
+    if (existsSync(candidate)) return candidate;
+    if (dirname(dir) === dir) return resolve(repoRoot, '..', 'shared', 'data');
+  }
+}
+
 // ---------------------------------------------------------------------------------------------------------------------
 // ONNX encoder (only what the tests need)
 // ---------------------------------------------------------------------------------------------------------------------

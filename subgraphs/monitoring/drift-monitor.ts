@@ -5,6 +5,7 @@ import type { EntityManager } from '@mikro-orm/core';
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { Counter, Gauge, type Registry } from 'prom-client';
+import { qualifiedTable } from '../../lib/db.js';
 import { raiseAlert, type AlertDeps } from './alerts.js';
 import { layoutMismatch, ReferenceStatsError, type ReferenceStatsCache } from './drift-reference.js';
 import { DriftReportEntity } from './drift-report.entity.js';
@@ -96,8 +97,7 @@ export class DriftMonitor {
       else rows.push({ index, sample: sample as DriftSamplePayload & { referenceStatsKey: string }, key });
     }
     if (rows.length > 0) {
-      const schema = em.config.get('schema');
-      const table = schema ? `"${schema}"."drift_sample"` : '"drift_sample"';
+      const table = qualifiedTable(em, 'drift_sample');
       const now = new Date();
       const inserted = await em.getConnection().execute<{ sample_key: string }[]>(
         `insert into ${table} ("id", "sample_key", "tenant", "model_name", "model_version_id", "reference_stats_key", "job_id", "pair_index", "at", "summary", "report_id", "created_at")
@@ -138,8 +138,7 @@ export class DriftMonitor {
   /** Evaluates every version whose oldest pending sample is older than the window and that has enough samples. */
   async evaluateDue(em: EntityManager, now = new Date()): Promise<DriftReportEntity[]> {
     const cutoff = new Date(now.getTime() - this.settings.minutes * 60_000);
-    const schema = em.config.get('schema');
-    const table = schema ? `"${schema}"."drift_sample"` : '"drift_sample"';
+    const table = qualifiedTable(em, 'drift_sample');
     const rows = await em
       .getConnection()
       .execute<{ tenant: string; model_version_id: string }[]>(

@@ -1,10 +1,11 @@
 // Retention of the monitoring subgraph's stored data: drift samples once they are old (reported or not), drift reports
-// and acknowledged alerts only when an operator asks for it, audit events after a year by default. A pass runs at
+// and acknowledged alerts, and audit events, only when an operator asks for it (kept forever by default). A pass runs at
 // start-up and then every interval; each table is emptied in bounded batches, one statement (and so one short
 // transaction) per batch, so a large backlog never holds locks or a transaction for long.
 import type { EntityManager } from '@mikro-orm/core';
 import type { Logger } from 'pino';
 import { Counter, type Registry } from 'prom-client';
+import { qualifiedTable } from '../../lib/db.js';
 
 /** What a pass deletes; the `kind` label of `lcd_retention_deleted_total`. */
 export type RetentionKind = 'drift_sample_reported' | 'drift_sample_pending' | 'drift_report' | 'drift_alert' | 'audit_event';
@@ -74,11 +75,6 @@ function rulesOf(settings: RetentionSettings): Rule[] {
   ];
 }
 
-function qualified(em: EntityManager, table: string): string {
-  const schema = em.config.get('schema');
-  return schema ? `"${schema}"."${table}"` : `"${table}"`;
-}
-
 /**
  * Deletes up to `limit` rows matching `where`. Rows another transaction holds (an evaluation marking samples reported,
  * another replica's pass) are skipped rather than waited for: the next batch or pass takes them.
@@ -108,7 +104,7 @@ export async function runRetentionPass(
   const result = Object.fromEntries(RETENTION_KINDS.map((k) => [k, 0])) as RetentionResult;
   for (const rule of rulesOf(settings)) {
     if (rule.days <= 0) continue;
-    const table = qualified(em, rule.table);
+    const table = qualifiedTable(em, rule.table);
     const where = rule.where.replaceAll('{table}', table);
     const cutoff = new Date(now.getTime() - rule.days * DAY_MS);
     for (;;) {

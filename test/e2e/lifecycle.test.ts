@@ -306,6 +306,12 @@ describe('serving by alias and withdrawing a promotion request, on the demo mode
     expect(unknown.errors![0]!.message).toBe('modelName: model aliased-demo has no alias champion');
     const plain = await t.gql(SUBMIT, { input: { pairs: [{ beforeUploadId, afterUploadId }], modelName: 'aliased-demo' } }, engineer);
     expect(plain.errors![0]!.message).toBe('modelName: model aliased-demo has no Production version');
+    // A reference that is not `name` or `name@alias` is refused before any work starts, naming the field.
+    for (const modelName of ['aliased-demo@', 'aliased-demo@Champion', 'a@b@c']) {
+      const malformed = await t.gql(SUBMIT, { input: { pairs: [{ beforeUploadId, afterUploadId }], modelName } }, engineer);
+      expect(errorCodes(malformed)).toEqual(['BAD_USER_INPUT']);
+      expect(malformed.errors![0]!.message).toMatch(/modelName/);
+    }
   });
 
   it('lets only the requester (or an admin) cancel a pending request; it is CANCELLED and in the history', async () => {

@@ -21,8 +21,7 @@ import { testDatabaseUrl, type TestDatabase } from './test-database.js';
 const run = promisify(execFile);
 
 export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
-/** Real change-detection sample pairs, beside the repository (never copied into it). */
-export const sharedData = resolve(repoRoot, '..', 'shared', 'data');
+export { sharedData } from '../../lib/model/testing.js';
 
 export interface TestPlatform {
   platform: Platform;

@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createBroker, createEnvelope, MemoryBrokerServer, type Broker, type Subscription } from '../../lib/broker/broker.js';
 import { geoTiff, pngHeaderOnly } from '../../lib/imaging/testing.js';
 import { createObjectStore, type ObjectStore } from '../../lib/storage/index.js';
-import { ensureTrainedModel, repoRoot, type TrainedModel } from '../../lib/model/testing.js';
+import { ensureTrainedModel, sharedData, type TrainedModel } from '../../lib/model/testing.js';
 import { privateVhost } from '../../test/support/platform.js';
 import { LOGGED_EVENT_TYPE, type LoggedEvent } from '../../lib/events/event-log.js';
 import { stageEvent } from '../../subgraphs/models/model-events.js';
@@ -98,7 +98,7 @@ function requireModel(ctx: { skip: (note?: string) => void }) {
 
 /** A 64×64 crop of a real LEVIR pair (one tile of the test model). */
 async function crop(which: 'A' | 'B', size = 64, channels: 1 | 3 | 4 = 3): Promise<Buffer> {
-  const source = PNG.sync.read(await readFile(join(repoRoot, '..', 'shared', 'data', 'levir-cd-256', which, 'test_7_0256_0512.png')));
+  const source = PNG.sync.read(await readFile(join(sharedData, 'levir-cd-256', which, 'test_7_0256_0512.png')));
   const out = new PNG({ width: size, height: size, colorType: channels === 1 ? 0 : channels === 3 ? 2 : 6, inputColorType: 6 } as never);
   for (let y = 0; y < size; y++) out.data.set(source.data.subarray((y * 256) * 4, (y * 256 + size) * 4), y * size * 4);
   return PNG.sync.write(out, { colorType: channels === 1 ? 0 : channels === 3 ? 2 : 6 } as never);
