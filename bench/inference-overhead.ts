@@ -3,7 +3,7 @@
 // Target: overhead at most 15 %. Also reported: the overhead within each end-to-end run, its wall time against the
 // onnxruntime time the worker itself measured on the same tiles in that run (the least sensitive to a shared
 // machine's load changing between runs).
-//   npm run bench -- inference-overhead [--size 1024] [--runs 5]
+//   npm run bench -- inference-overhead [--size 1024] [--runs 5]   (INFERENCE_ORT_SPIN_WAIT=true: worker threads spin too)
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -23,7 +23,9 @@ if (!model.ok) throw new Error(model.reason);
 const dir = await mkdtemp(join(tmpdir(), 'lcd-bench-overhead-'));
 try {
   const scene = await writeScene(dir, size);
-  const harness = await startWorkerHarness(dir, model.bytes);
+  // INFERENCE_ORT_SPIN_WAIT=true compares with onnxruntime's threads spinning between runs, as the bare session's do.
+  const spin = process.env.INFERENCE_ORT_SPIN_WAIT;
+  const harness = await startWorkerHarness(dir, model.bytes, spin ? { INFERENCE_ORT_SPIN_WAIT: spin } : {});
   await harness.put('uploads/bench/before', await readFile(scene.before));
   await harness.put('uploads/bench/after', await readFile(scene.after));
 
