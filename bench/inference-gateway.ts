@@ -50,14 +50,17 @@ if (process.argv.includes('--serve')) {
 async function client() {
   const requests = Number(argValue('requests', '50'));
   const stateDir = await mkdtemp(join(tmpdir(), 'lcd-bench-gateway-'));
-  const server = spawn(process.execPath, [fileURLToPath(import.meta.url), '--serve', '--state', stateDir, '--model', which], {
+  // BENCH_SERVER_NODE_ARGS: node flags for the platform's process (`--cpu-prof`, `--trace-gc`) when looking for where time goes.
+  const serverNodeArgs = (process.env.BENCH_SERVER_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  const server = spawn(process.execPath, [...serverNodeArgs, fileURLToPath(import.meta.url), '--serve', '--state', stateDir, '--model', which], {
     stdio: ['pipe', 'pipe', 'inherit'],
     env: { ...process.env, LOG_LEVEL: 'warn' },
   });
   const exited = new Promise<void>((resolve) => server.once('exit', () => resolve()));
   try {
     const first = await new Promise<string>((resolve, reject) => {
-      createInterface({ input: server.stdout! }).once('line', resolve);
+      // Other lines (diagnostics of node flags given in BENCH_SERVER_NODE_ARGS, e.g. --trace-gc) go to this stderr.
+      createInterface({ input: server.stdout! }).on('line', (line) => (line.startsWith('{"url"') ? resolve(line) : process.stderr.write(`${line}\n`)));
       server.once('exit', (code) => reject(new Error(`the platform exited (code ${code}) before it was ready`)));
     });
     const url = (JSON.parse(first) as { url: string }).url;

@@ -14,6 +14,8 @@ export const gatewayEnv = z
     MONITORING_URL: optionalUrl,
     MAX_REQUEST_BYTES: z.coerce.number().int().min(1024).max(64 * 1024 * 1024).default(1024 * 1024),
     SUBGRAPH_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(60_000),
+    // Subgraphs running in the gateway's own process (npm start) are called there, not over loopback HTTP.
+    GATEWAY_IN_PROCESS_SUBGRAPHS: boolEnv(true),
     // Operation limits, checked before anything reaches a subgraph.
     MAX_QUERY_TOKENS: positiveInt(3000, 1_000_000),
     MAX_QUERY_DEPTH: positiveInt(12, 1000),

@@ -12,7 +12,7 @@ import { Counter } from 'prom-client';
 import { AuthError, type Identity } from '../lib/auth.js';
 import { composeFromConfig } from '../lib/graphql/compose.js';
 import { formatError } from '../lib/graphql/subgraph.js';
-import { startServiceServer, type RouteHandler } from '../lib/http.js';
+import { startServiceServer, type LocalFetch, type RouteHandler } from '../lib/http.js';
 import type { Runtime, RunningService } from '../lib/runtime.js';
 import { AuditPublisher } from '../lib/security/audit.js';
 import { operationLimitMessage } from '../lib/security/operation-limits.js';
@@ -38,6 +38,8 @@ export interface GatewayOptions {
   host: string;
   /** Routing URL overrides by subgraph name (embedded mode passes the ports it started). */
   subgraphUrls?: Record<string, string | undefined>;
+  /** Subgraphs running in this process, by URL: called in process (GATEWAY_IN_PROCESS_SUBGRAPHS) rather than over HTTP. */
+  localSubgraphs?: Record<string, LocalFetch>;
   /** Runs just before the gateway binds its port (the platform frees the port it held for it here). */
   beforeListen?: () => Promise<void>;
 }
@@ -78,6 +80,15 @@ class AuthenticatedDataSource extends RemoteGraphQLDataSource<GatewayContext> {
   }
 }
 
+/** Rejects like an HTTP call past SUBGRAPH_TIMEOUT_MS would (the in-process call itself runs on). */
+function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new DOMException(`The subgraph did not answer within ${ms} ms`, 'TimeoutError')), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
 export async function startGateway(options: GatewayOptions): Promise<RunningGateway> {
   const { runtime, config } = options;
   const log = serviceLogger('gateway');
@@ -95,18 +106,22 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     monitoring: options.subgraphUrls?.monitoring ?? config.MONITORING_URL,
   };
   const supergraphSdl = await composeFromConfig(config.SUPERGRAPH_CONFIG, urls);
+  const local = config.GATEWAY_IN_PROCESS_SUBGRAPHS ? (options.localSubgraphs ?? {}) : {};
   const gateway = new ApolloGateway({
     supergraphSdl,
-    buildService: ({ url }) =>
-      new AuthenticatedDataSource(
+    buildService: ({ url }) => {
+      const inProcess = url ? local[url] : undefined;
+      return new AuthenticatedDataSource(
         {
           url,
-          // Node's fetch (undici) keeps connections to the subgraphs alive; the gateway's default fetcher does not.
-          fetcher: ((input: string, init?: RequestInit) =>
-            fetch(input, { ...init, signal: AbortSignal.timeout(config.SUBGRAPH_TIMEOUT_MS), keepalive: true } as RequestInit)) as never,
+          fetcher: (inProcess
+            ? (_input: string, init: Parameters<LocalFetch>[0]) => withTimeout(inProcess(init), config.SUBGRAPH_TIMEOUT_MS)
+            : // Node's fetch (undici) keeps connections to the subgraphs alive; the gateway's default fetcher does not.
+              (input: string, init?: RequestInit) => fetch(input, { ...init, signal: AbortSignal.timeout(config.SUBGRAPH_TIMEOUT_MS), keepalive: true } as RequestInit)) as never,
         },
         log,
-      ),
+      );
+    },
   });
 
   const metricsPlugin: ApolloServerPlugin<GatewayContext> = {
@@ -161,7 +176,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     throw error;
   }
 
-  const context = async (req: IncomingMessage, trace: TraceContext): Promise<GatewayContext> => {
+  const context = async (req: Pick<IncomingMessage, 'headers'>, trace: TraceContext): Promise<GatewayContext> => {
     try {
       return { identity: await runtime.verifier.verify(req.headers.authorization), trace };
     } catch (error) {
@@ -252,6 +267,8 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
       await subscriptions.close();
       await http.close();
       await server.stop();
+      // Audit records of the last answered mutations are still being sent: they reach the broker before it closes.
+      await audit.drain();
       await rateLimiter?.close();
     },
   };

@@ -145,7 +145,9 @@ export function securityPlugin(options: SecurityPluginOptions): ApolloServerPlug
         async willSendResponse(responseContext) {
           // Parsing or validation failed before the operation was resolved: the refusal still answers, and alone.
           if (refusal && !delivered) replaceWithRefusal(responseContext, refusal);
-          if (inspected?.operationType === 'mutation') await audit(responseContext, inspected);
+          // The record is logged at once and sent to the broker while the response goes out: the caller does not wait
+          // for the broker's confirm, and a failed send is counted and logged (with the record) as before.
+          if (inspected?.operationType === 'mutation') void audit(responseContext, inspected);
         },
       };
 

@@ -148,3 +148,16 @@ describe('remote key sets', () => {
     expect(await outcome(invalid)).toBe('ISSUER_UNAVAILABLE');
   });
 });
+
+describe('verified tokens remembered', () => {
+  it('answers a token verified before with the same identity, and refuses it once it has expired', async () => {
+    const strict = await createTokenVerifier({ ...baseConfig(), clockToleranceSeconds: 0 });
+    const soon = Math.floor(Date.now() / 1000) + 2;
+    const token = await issueDevToken(stateDir, { subject: 'alice', tenant: 'acme', roles: ['analyst'] }, { expiresAt: soon });
+    const first = await strict.verify(`Bearer ${token}`);
+    expect(await strict.verify(`Bearer ${token}`)).toEqual(first);
+    expect(first).toMatchObject({ subject: 'alice', tenant: 'acme', roles: ['analyst'], expiresAt: soon });
+    await new Promise((r) => setTimeout(r, soon * 1000 + 50 - Date.now()));
+    await expect(strict.verify(`Bearer ${token}`)).rejects.toMatchObject({ reason: 'TOKEN_EXPIRED' });
+  });
+});

@@ -96,6 +96,10 @@ export interface TokenVerifier {
   verify(authorization: string | undefined | null): Promise<Identity>;
 }
 
+/** How many verified tokens a verifier remembers, and for how long at most. */
+const VERIFIED_TOKENS_KEPT = 10_000;
+const VERIFIED_TOKEN_TTL_MS = 60_000;
+
 export async function createTokenVerifier(config: AuthConfig): Promise<TokenVerifier> {
   let keySet: JWTVerifyGetKey;
   if (config.jwksUrl) {
@@ -106,6 +110,10 @@ export async function createTokenVerifier(config: AuthConfig): Promise<TokenVeri
     keySet = createLocalJWKSet({ keys: [dev.publicJwk] });
   }
   const algorithms = config.algorithms.filter((a) => a !== 'none' && !a.startsWith('HS'));
+  // Tokens verified in the last minute, by their text: a client sends the same token with every request, and in the
+  // embedded mode the gateway and the subgraph it calls share this verifier. An entry lasts until the token expires,
+  // and a minute at most.
+  const verified = new Map<string, { identity: Identity; until: number }>();
 
   return {
     async verify(authorization) {
@@ -114,6 +122,10 @@ export async function createTokenVerifier(config: AuthConfig): Promise<TokenVeri
       const match = /^Bearer\s+([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*)$/.exec(authorization.trim());
       if (!match) throw new AuthError('TOKEN_MALFORMED', 'The Authorization header must be "Bearer <jwt>"');
       const token = match[1]!;
+      const now = Date.now();
+      const known = verified.get(token);
+      if (known && now < known.until) return known.identity;
+      if (known) verified.delete(token);
       let payload: JWTPayload;
       try {
         ({ payload } = await jwtVerify(token, keySet, {
@@ -126,7 +138,10 @@ export async function createTokenVerifier(config: AuthConfig): Promise<TokenVeri
       } catch (error) {
         throw mapJoseError(error, !!config.jwksUrl);
       }
-      return identityFromClaims(payload, token, config);
+      const identity = identityFromClaims(payload, token, config);
+      if (verified.size >= VERIFIED_TOKENS_KEPT) verified.delete(verified.keys().next().value!);
+      verified.set(token, { identity, until: Math.min(identity.expiresAt * 1000, now + VERIFIED_TOKEN_TTL_MS) });
+      return identity;
     },
   };
 }

@@ -10,7 +10,8 @@ export type RouteHandler = (req: IncomingMessage, res: ServerResponse) => Promis
 
 export interface GraphQLMount<TContext extends BaseContext> {
   server: ApolloServer<TContext>;
-  context: (req: IncomingMessage, trace: TraceContext) => Promise<TContext>;
+  /** Builds a request's context from its headers (the token); the same for HTTP and in-process calls. */
+  context: (req: Pick<IncomingMessage, 'headers'>, trace: TraceContext) => Promise<TContext>;
   path?: string;
 }
 
@@ -32,6 +33,56 @@ export interface ServiceServer {
   server: Server;
   url: string;
   close(): Promise<void>;
+}
+
+/**
+ * A fetch() for one GraphQL mount of this process, without a socket: the gateway calls the subgraphs running beside it
+ * (`npm start`'s embedded mode) this way instead of over loopback HTTP. The request goes through the same pipeline as
+ * one over HTTP (headers, trace context, token verification, plugins, permissions); only the sockets, the HTTP parsing
+ * and the request metrics of the subgraph's server are skipped.
+ */
+export type LocalFetch = (init: { method?: string; headers?: Record<string, string>; body?: string }) => Promise<Response>;
+
+export function localGraphQLFetch<TContext extends BaseContext>(mount: GraphQLMount<TContext>, url: string): LocalFetch {
+  return async (init) => {
+    const headers = new HeaderMap();
+    for (const [key, value] of Object.entries(init.headers ?? {})) headers.set(key, value);
+    const trace = newTrace(parseTraceparent(headers.get('traceparent')));
+    let body: unknown;
+    try {
+      body = init.body ? JSON.parse(init.body) : undefined;
+    } catch {
+      return localResponse(url, 400, new HeaderMap([['content-type', 'application/json']]), JSON.stringify({ errors: [{ message: 'The request body is not valid JSON', extensions: { code: 'BAD_REQUEST' } }] }));
+    }
+    const plainHeaders = Object.fromEntries(headers);
+    const response = await withTrace(trace, () =>
+      mount.server.executeHTTPGraphQLRequest({
+        httpGraphQLRequest: { method: init.method ?? 'POST', headers, search: '', body },
+        context: () => mount.context({ headers: plainHeaders }, trace),
+      }),
+    );
+    let text: string;
+    if (response.body.kind === 'complete') text = response.body.string;
+    else {
+      text = '';
+      for await (const chunk of response.body.asyncIterator) text += chunk;
+    }
+    return localResponse(url, response.status ?? 200, response.headers, text);
+  };
+}
+
+/** The parts of a fetch Response that Apollo's RemoteGraphQLDataSource reads, without a body stream to go through. */
+function localResponse(url: string, status: number, headers: HeaderMap, text: string): Response {
+  const fetchHeaders = new Headers([...headers]);
+  return {
+    ok: status >= 200 && status < 300,
+    status,
+    statusText: '',
+    url,
+    headers: fetchHeaders,
+    json: async () => JSON.parse(text) as unknown,
+    text: async () => text,
+  } as Response;
 }
 
 export class BodyTooLargeError extends Error {

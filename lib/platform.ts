@@ -104,6 +104,7 @@ export async function startPlatform(options: PlatformOptions): Promise<Platform>
       config: gatewayConfig,
       host: config.HOST,
       subgraphUrls: Object.fromEntries(SUBGRAPH_NAMES.map((n) => [n, subgraphs[n].url])),
+      localSubgraphs: Object.fromEntries(SUBGRAPH_NAMES.map((n) => [subgraphs[n].url, subgraphs[n].localFetch])),
       beforeListen: reservation?.release,
     });
     return {

@@ -62,8 +62,9 @@ const jobs = [];
 for (const dir of sourceDirs) {
   for await (const file of walk(join(root, dir))) {
     if (file.endsWith('.ts') && !file.endsWith('.d.ts') && !file.endsWith('.test.ts')) jobs.push(compile(file));
-    // A worker thread's script (plain JavaScript) is loaded from beside the module that starts it.
-    else if (file.endsWith('.worker.mjs')) jobs.push(copy(file));
+    // A worker thread's script (plain JavaScript), and the plain modules it imports, are loaded from beside the
+    // module that starts it.
+    else if (file.endsWith('.mjs')) jobs.push(copy(file));
     // Non-TS assets a service reads at run time (SQL, HTML, ONNX, Python) are read from the source tree, not copied.
   }
 }

@@ -72,4 +72,36 @@ describe('event log', () => {
     await relay.stop();
     await subscription.close();
   });
+
+  it('appends to several streams at once, each numbered on from its own head, in the order given', async () => {
+    const [a, b] = [`job:${randomUUID()}`, `job:${randomUUID()}`];
+    const event = (stream: string, n: number) => ({ stream, type: 'progress', tenant: 't', routingKey: 'k', payload: { n } });
+    await db.fork().transactional((em) => appendEvents(em, [event(a, 0)]));
+    const sequences = await db.fork().transactional((em) => appendEvents(em, [event(b, 1), event(a, 2), event(b, 3), event(a, 4)]));
+    expect(sequences).toEqual([1, 2, 2, 3]);
+    expect((await replayEvents(db.fork(), a, 0)).map((e) => [e.sequence, e.payload.n])).toEqual([[1, 0], [2, 2], [3, 4]]);
+    expect((await replayEvents(db.fork(), b, 0)).map((e) => [e.sequence, e.payload.n])).toEqual([[1, 1], [2, 3]]);
+  });
+
+  it('publishes a delayed kick once its delay has passed, and the events of both kicks in one pass', async () => {
+    const id = randomUUID();
+    const received: { at: number; sequence: number }[] = [];
+    const subscription = await broker.subscribe<LoggedEvent>([`job.${id}.progress`], async (d: Delivery<LoggedEvent>) => {
+      received.push({ at: Date.now(), sequence: d.envelope.payload.sequence });
+    });
+    const relay = new EventRelay({ fork: db.fork, broker }); // not started: only kicks publish
+    const append = () => db.fork().transactional((em) => appendEvents(em, [{ stream: `job:${id}`, type: 'progress', tenant: 't', routingKey: `job.${id}.progress`, payload: {} }]));
+    await append();
+    const kicked = Date.now();
+    relay.kick(300);
+    await append();
+    relay.kick(300);
+    await new Promise((r) => setTimeout(r, 150));
+    expect(received).toEqual([]);
+    await expect.poll(() => received.length, { timeout: 3000 }).toBe(2);
+    expect(received.map((r) => r.sequence)).toEqual([1, 2]);
+    expect(received[0]!.at - kicked).toBeGreaterThanOrEqual(290);
+    await relay.stop();
+    await subscription.close();
+  });
 });

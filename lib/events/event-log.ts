@@ -32,28 +32,64 @@ export interface AppendEvent {
 }
 
 /**
- * Appends events in the transaction of `em` (call it inside `em.transactional`); returns their sequences. The
- * stream's head row is locked until commit, so concurrent appenders to one stream are serialised.
+ * Appends events in the transaction of `em` (or, outside one, atomically on their own); returns their sequences, in
+ * the order given. One statement whatever the number of events: each stream's head row is advanced by its count of
+ * events and stays locked until commit, so concurrent appenders to one stream are serialised; heads are locked in
+ * stream order, so appenders to several streams cannot deadlock each other.
  */
 export async function appendEvents(em: EntityManager, events: AppendEvent[]): Promise<number[]> {
-  const sequences: number[] = [];
-  const connection = em.getConnection();
-  const streamTable = qualifiedTable(em, 'event_stream');
-  for (const event of events) {
-    const rows = await connection.execute<{ last_sequence: number }[]>(
-      `insert into ${streamTable} ("stream", "last_sequence") values (?, 1)
-       on conflict ("stream") do update set "last_sequence" = ${streamTable}."last_sequence" + 1
-       returning "last_sequence"`,
-      [event.stream],
+  if (events.length === 0) return [];
+  const append = appendEventsSql(em, events);
+  const rows = await em
+    .getConnection()
+    .execute<{ stream: string; first: number }[]>(
+      `with ${append.ctes} select "stream", min("sequence") as "first" from appended group by "stream"`,
+      append.params,
       'all',
       em.getTransactionContext(),
     );
-    const sequence = Number(rows[0]!.last_sequence);
-    em.create(EventLogEntity, { ...event, sequence });
-    sequences.push(sequence);
-  }
-  await em.flush();
-  return sequences;
+  const first = new Map<string, number>(rows.map((r: { stream: string; first: number }) => [r.stream, Number(r.first)]));
+  return append.ordinals.map((n, i) => first.get(events[i]!.stream)! + n - 1);
+}
+
+/**
+ * The CTEs (`incoming`, `heads`, `appended`) that append `events`, to embed in a larger statement that writes the
+ * change they report in the same statement; `appended` yields the new rows' ("stream", "sequence").
+ */
+export function appendEventsSql(em: EntityManager, events: AppendEvent[]): { ctes: string; params: unknown[]; ordinals: number[] } {
+  const perStream = new Map<string, number>();
+  const ordinals = events.map((e) => {
+    const n = (perStream.get(e.stream) ?? 0) + 1;
+    perStream.set(e.stream, n);
+    return n;
+  });
+  const occurredAt = new Date().toISOString();
+  const rows = events.map((e, i) => ({
+    stream: e.stream,
+    n: ordinals[i],
+    count: perStream.get(e.stream),
+    type: e.type,
+    tenant: e.tenant,
+    routing_key: e.routingKey,
+    payload: e.payload,
+    occurred_at: occurredAt,
+  }));
+  const streams = qualifiedTable(em, 'event_stream');
+  const log = qualifiedTable(em, 'event_log');
+  const ctes = `incoming as (
+      select * from json_to_recordset(?::json) as e("stream" text, "n" int, "count" int, "type" text, "tenant" text, "routing_key" text, "payload" jsonb, "occurred_at" timestamptz)
+    ), heads as (
+      insert into ${streams} as h ("stream", "last_sequence")
+      select "stream", max("count") from incoming group by "stream" order by "stream"
+      on conflict ("stream") do update set "last_sequence" = h."last_sequence" + excluded."last_sequence"
+      returning h."stream", h."last_sequence"
+    ), appended as (
+      insert into ${log} ("stream", "sequence", "type", "tenant", "routing_key", "payload", "occurred_at")
+      select i."stream", h."last_sequence" - i."count" + i."n", i."type", i."tenant", i."routing_key", i."payload", i."occurred_at"
+      from incoming i join heads h on h."stream" = i."stream"
+      returning "stream", "sequence"
+    )`;
+  return { ctes, params: [JSON.stringify(rows)], ordinals };
 }
 
 export function toLoggedEvent(row: EventLogEntity): LoggedEvent {
@@ -83,9 +119,20 @@ export interface EventRelayOptions {
   retentionDays?: number;
 }
 
+interface PendingRow {
+  stream: string;
+  sequence: number | string;
+  type: string;
+  tenant: string;
+  routing_key: string;
+  payload: Record<string, unknown> | string;
+  occurred_at: Date | string;
+}
+
 /** Publishes logged events to the topic exchange in stream order, marks them published, and applies retention. */
 export class EventRelay {
   private timer: NodeJS.Timeout | undefined;
+  private delayed: NodeJS.Timeout | undefined;
   private running: Promise<void> | null = null;
   private again = false;
   private lastRetention = 0;
@@ -99,8 +146,19 @@ export class EventRelay {
     this.kick();
   }
 
-  /** Publishes whatever is pending now; concurrent kicks coalesce into one more pass. */
-  kick(): void {
+  /**
+   * Publishes whatever is pending now, or after `delayMs` (events no one can be waiting for yet, such as those of a
+   * job that ended before its caller had its id, wait until the caller has the answer); concurrent kicks coalesce
+   * into one more pass.
+   */
+  kick(delayMs = 0): void {
+    if (delayMs > 0) {
+      this.delayed ??= setTimeout(() => {
+        this.delayed = undefined;
+        this.kick();
+      }, delayMs);
+      return;
+    }
     if (this.running) {
       this.again = true;
       return;
@@ -123,20 +181,41 @@ export class EventRelay {
 
   async stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
+    if (this.delayed) clearTimeout(this.delayed);
     while (this.running) await this.running;
   }
 
   private async pass(): Promise<void> {
     const em = this.options.fork();
     for (;;) {
-      const pending = await em.find(EventLogEntity, { publishedAt: null }, { orderBy: { occurredAt: 'asc', stream: 'asc', sequence: 'asc' }, limit: 200 });
+      // Raw: the relay of every subgraph looks every second, and mostly finds nothing.
+      const pending: PendingRow[] = await em.getConnection().execute(
+        `select "stream", "sequence", "type", "tenant", "routing_key", "payload", "occurred_at" from ${qualifiedTable(em, 'event_log')}
+         where "published_at" is null order by "occurred_at", "stream", "sequence" limit 200`,
+        [],
+        'all',
+      );
       if (pending.length === 0) break;
       for (const row of pending) {
-        const event = toLoggedEvent(row);
-        await this.options.broker.publish(row.routingKey, createEnvelope(LOGGED_EVENT_TYPE, event, { tenant: row.tenant, idempotencyKey: `${row.stream}#${row.sequence}` }));
-        row.publishedAt = new Date();
+        const event: LoggedEvent = {
+          stream: row.stream,
+          sequence: Number(row.sequence),
+          type: row.type,
+          tenant: row.tenant,
+          routingKey: row.routing_key,
+          payload: typeof row.payload === 'string' ? (JSON.parse(row.payload) as Record<string, unknown>) : row.payload,
+          occurredAt: new Date(row.occurred_at).toISOString(),
+        };
+        await this.options.broker.publish(event.routingKey, createEnvelope(LOGGED_EVENT_TYPE, event, { tenant: event.tenant, idempotencyKey: `${event.stream}#${event.sequence}` }));
       }
-      await em.flush();
+      // One statement marks the pass's events published (a crash before it republishes them: delivery is at least once).
+      await em
+        .getConnection()
+        .execute(
+          `update ${qualifiedTable(em, 'event_log')} set "published_at" = now() where ("stream", "sequence") in (${pending.map(() => '(?, ?)').join(', ')})`,
+          pending.flatMap((row) => [row.stream, row.sequence]),
+          'run',
+        );
       if (pending.length < 200) break;
     }
     const retentionDays = this.options.retentionDays ?? 7;

@@ -6,7 +6,7 @@ import { applyMiddleware } from 'graphql-middleware';
 import type { IRules } from 'graphql-shield';
 import { Gauge } from 'prom-client';
 import { openDatabase, type Database, type Migration } from '../db.js';
-import { startServiceServer, type RouteHandler } from '../http.js';
+import { localGraphQLFetch, startServiceServer, type LocalFetch, type RouteHandler } from '../http.js';
 import type { Runtime, RunningService } from '../runtime.js';
 import { createMetricsRegistry, serviceLogger } from '../telemetry.js';
 import { createSubgraphServer } from './subgraph.js';
@@ -39,6 +39,8 @@ export interface SubgraphRunOptions {
 }
 
 export interface RunningSubgraph<TDeps> extends RunningService {
+  /** Calls this subgraph's GraphQL endpoint from this process without HTTP (lib/http.ts). */
+  localFetch: LocalFetch;
   db: Database;
   deps: TDeps;
   registry: Registry;
@@ -86,6 +88,7 @@ export async function runSubgraph<TDeps>(def: SubgraphDefinition<TDeps>, options
   return {
     name: def.name,
     url: `${http.url}/graphql`,
+    localFetch: localGraphQLFetch({ server, context }, `${http.url}/graphql`),
     db,
     deps,
     registry,

@@ -117,7 +117,7 @@ export function createSubgraphServer(options: SubgraphServerOptions) {
     plugins: [ApolloServerPluginInlineTraceDisabled(), ...(options.plugins ?? [])],
     csrfPrevention: true,
   });
-  const context = async (req: IncomingMessage, trace: TraceContext): Promise<RequestContext> => {
+  const context = async (req: Pick<IncomingMessage, 'headers'>, trace: TraceContext): Promise<RequestContext> => {
     let identity: Identity;
     try {
       identity = await options.verifier.verify(req.headers.authorization);

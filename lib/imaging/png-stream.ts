@@ -5,8 +5,13 @@ import { once } from 'node:events';
 import type { Writable } from 'node:stream';
 import { Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { constants as zlibConstants, crc32, createDeflate, createInflate, deflateSync, inflateSync, type Deflate, type Inflate } from 'node:zlib';
+import { promisify } from 'node:util';
+import { constants as zlibConstants, crc32, createDeflate, createInflate, deflate, deflateSync, type Deflate, type Inflate } from 'node:zlib';
+import { decodePngInThread } from './decode-pool.js';
 import { ImageDecodeError } from './probe.js';
+import { unfilterRow as unfilter } from './png-unfilter.mjs';
+
+const deflateAsync = promisify(deflate);
 
 const SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
 const CHANNELS: Record<number, number> = { 0: 1, 2: 3, 3: 1, 4: 2, 6: 4 };
@@ -84,37 +89,19 @@ class ChunkReader {
   }
 }
 
-function paeth(a: number, b: number, c: number): number {
-  const p = a + b - c;
-  const pa = Math.abs(p - a);
-  const pb = Math.abs(p - b);
-  const pc = Math.abs(p - c);
-  return pa <= pb && pa <= pc ? a : pb <= pc ? b : c;
+/** Reverses a scanline's filter in place; throws ImageDecodeError for an unknown filter type. */
+export function unfilterRow(filter: number, row: Uint8Array, prior: Uint8Array, bpp: number): void {
+  try {
+    unfilter(filter, row, prior, bpp);
+  } catch (error) {
+    throw asDecodeError(error);
+  }
 }
 
-/** Reverses a scanline's filter in place (`row` holds the filtered bytes without the filter-type byte). */
-export function unfilterRow(filter: number, row: Uint8Array, prior: Uint8Array, bpp: number): void {
-  const n = row.length;
-  switch (filter) {
-    case 0:
-      return;
-    case 1:
-      for (let i = bpp; i < n; i++) row[i] = (row[i]! + row[i - bpp]!) & 0xff;
-      return;
-    case 2:
-      for (let i = 0; i < n; i++) row[i] = (row[i]! + prior[i]!) & 0xff;
-      return;
-    case 3:
-      for (let i = 0; i < bpp; i++) row[i] = (row[i]! + (prior[i]! >> 1)) & 0xff;
-      for (let i = bpp; i < n; i++) row[i] = (row[i]! + ((row[i - bpp]! + prior[i]!) >> 1)) & 0xff;
-      return;
-    case 4:
-      for (let i = 0; i < bpp; i++) row[i] = (row[i]! + prior[i]!) & 0xff;
-      for (let i = bpp; i < n; i++) row[i] = (row[i]! + paeth(row[i - bpp]!, prior[i]!, prior[i - bpp]!)) & 0xff;
-      return;
-    default:
-      throw new ImageDecodeError('CORRUPT', `The PNG has a scanline with an invalid filter type ${filter}`);
-  }
+/** An error of png-unfilter.mjs as the ImageDecodeError it stands for. */
+function asDecodeError(error: unknown): unknown {
+  const problem = (error as { problem?: ImageDecodeError['problem'] } | null)?.problem;
+  return problem ? new ImageDecodeError(problem, (error as Error).message) : error;
 }
 
 function parseHeader(data: Buffer): PngHeader {
@@ -188,7 +175,7 @@ export class PngRowReader {
   async *rows(): AsyncGenerator<Uint8Array> {
     const { header } = this;
     if (header.interlaced) throw new ImageDecodeError('UNSUPPORTED', 'Interlaced PNGs cannot be read row by row');
-    const bpp = Math.max(1, Math.ceil((header.channels * header.bitDepth) / 8));
+    const bpp = bytesPerPixel(header);
     const inflate = createInflate({ chunkSize: 256 * 1024 });
     let feedError: unknown = null;
     const feed = async () => {
@@ -257,9 +244,9 @@ export class PngRowReader {
 }
 
 /**
- * Decodes a PNG held in memory in one go: chunks parsed, all image data inflated at once (bounded by the size the
- * header declares), rows unfiltered as they are asked for. Faster than the streaming reader for small images; the
- * caller checks the header (`header`) against its limits before calling `rows`. Same errors as PngRowReader.
+ * Decodes a PNG held in memory in one go: chunks parsed here, then all image data inflated (bounded by the size the
+ * header declares) and unfiltered in a decode thread. Faster than the streaming reader for small images; the caller
+ * checks the header (`header`) against its limits before calling `decode`. Same errors as PngRowReader.
  */
 export class PngBufferReader {
   private constructor(
@@ -302,30 +289,31 @@ export class PngBufferReader {
     return new PngBufferReader(header, palette, data);
   }
 
-  /** The unfiltered scanlines top to bottom (views into one buffer: valid until the reader is dropped). */
-  *rows(): Generator<Uint8Array> {
+  private decoded: { pixels: Uint8Array; rows: number } | null = null;
+
+  /**
+   * Inflates and unfilters the whole image, in a decode thread (decode-pool.ts): the images of a pair decode in
+   * parallel, off this thread. Throws ImageDecodeError (UNSUPPORTED, TRUNCATED, CORRUPT).
+   */
+  async decode(): Promise<void> {
     const h = this.header;
     if (h.interlaced) throw new ImageDecodeError('UNSUPPORTED', 'Interlaced PNGs cannot be read row by row');
-    const stride = h.rowBytes + 1;
-    const expected = h.height * stride;
-    let raw: Buffer;
-    try {
-      raw = inflateSync(Buffer.concat(this.data), { maxOutputLength: expected + 1 });
-    } catch (error) {
-      const message = (error as Error).message ?? String(error);
-      throw new ImageDecodeError(/unexpected end/i.test(message) ? 'TRUNCATED' : 'CORRUPT', `The PNG image data does not inflate: ${message}`);
-    }
-    const rows = Math.floor(raw.length / stride);
-    const bpp = Math.max(1, Math.ceil((h.channels * h.bitDepth) / 8));
-    let prior: Uint8Array = new Uint8Array(h.rowBytes);
-    for (let y = 0; y < Math.min(rows, h.height); y++) {
-      const row = raw.subarray(y * stride + 1, (y + 1) * stride);
-      unfilterRow(raw[y * stride]!, row, prior, bpp);
-      prior = row;
-      yield row;
-    }
+    this.decoded ??= await decodePngInThread(Buffer.concat(this.data), { height: h.height, rowBytes: h.rowBytes, bpp: bytesPerPixel(h) });
+  }
+
+  /** The decoded scanlines top to bottom, as views (after decode()); TRUNCATED where the data ended early. */
+  *rows(): Generator<Uint8Array> {
+    const h = this.header;
+    if (!this.decoded) throw new Error('PngBufferReader.rows() before decode()');
+    const { pixels, rows } = this.decoded;
+    for (let y = 0; y < rows; y++) yield pixels.subarray(y * h.rowBytes, (y + 1) * h.rowBytes);
     if (rows < h.height) throw new ImageDecodeError('TRUNCATED', `The PNG image data ends after ${rows} of ${h.height} rows (truncated file?)`);
   }
+}
+
+/** Bytes per complete pixel (at least 1): how far back the filters look. */
+function bytesPerPixel(h: PngHeader): number {
+  return Math.max(1, Math.ceil((h.channels * h.bitDepth) / 8));
 }
 
 // ---------------------------------------------------------------------------------------------------------------------
@@ -427,20 +415,8 @@ export class PngRowWriter {
   }
 }
 
-/** A whole 8-bit image as PNG bytes (small images: tests, thumbnails). */
-export async function encodePng(options: PngWriterOptions, data: Uint8Array): Promise<Buffer> {
-  const { PassThrough } = await import('node:stream');
-  const sink = new PassThrough();
-  const parts: Buffer[] = [];
-  sink.on('data', (b: Buffer) => parts.push(b));
-  const writer = new PngRowWriter(options, sink);
-  await writer.writeRows(data, options.height);
-  await writer.finish();
-  return Buffer.concat(parts);
-}
-
-/** A whole 8-bit image as PNG bytes, synchronously (small images: one deflate call, no streams). */
-export function encodePngSync(options: PngWriterOptions, data: Uint8Array): Buffer {
+/** Scanlines with their filter byte (none) in front, and the framing around the deflated data. */
+function pngParts(options: PngWriterOptions, data: Uint8Array): { filtered: Buffer; frame: (idat: Buffer) => Buffer } {
   const rowBytes = options.width * CHANNELS[options.colorType]!;
   if (data.length !== rowBytes * options.height) throw new Error(`expected ${options.height} rows of ${rowBytes} bytes`);
   const filtered = Buffer.alloc(options.height * (rowBytes + 1));
@@ -450,5 +426,20 @@ export function encodePngSync(options: PngWriterOptions, data: Uint8Array): Buff
   ihdr.writeUInt32BE(options.height, 4);
   ihdr[8] = 8;
   ihdr[9] = options.colorType;
-  return Buffer.concat([SIGNATURE, chunk('IHDR', ihdr), chunk('IDAT', deflateSync(filtered, { level: options.level ?? 3 })), chunk('IEND', Buffer.alloc(0))]);
+  return { filtered, frame: (idat) => Buffer.concat([SIGNATURE, chunk('IHDR', ihdr), chunk('IDAT', idat), chunk('IEND', Buffer.alloc(0))]) };
+}
+
+/**
+ * A whole 8-bit image held in memory as PNG bytes, compressed on libuv's thread pool: several images encode in
+ * parallel, and the event loop stays free meanwhile.
+ */
+export async function encodePng(options: PngWriterOptions, data: Uint8Array): Promise<Buffer> {
+  const { filtered, frame } = pngParts(options, data);
+  return frame(await deflateAsync(filtered, { level: options.level ?? 3 }));
+}
+
+/** A whole 8-bit image as PNG bytes, synchronously (small images: one deflate call, no streams). */
+export function encodePngSync(options: PngWriterOptions, data: Uint8Array): Buffer {
+  const { filtered, frame } = pngParts(options, data);
+  return frame(deflateSync(filtered, { level: options.level ?? 3 }));
 }

@@ -119,6 +119,29 @@ describe('PNG, row by row', () => {
     }
   });
 
+  it('names a bad filter type, image data that does not inflate and missing rows, decoded in a thread and streamed', async () => {
+    const w = 7;
+    const h = 4;
+    const scanlines = Buffer.alloc(w * h * 3, 9);
+    const cases: [Buffer, string][] = [
+      [rawPng({ width: w, height: h, bitDepth: 8, colorType: 2, scanlines, filterBytes: [0, 1, 9, 0] }), 'CORRUPT'],
+      [rawPng({ width: w, height: h, bitDepth: 8, colorType: 2, scanlines, imageData: Buffer.from('not zlib data at all') }), 'CORRUPT'],
+      [rawPng({ width: w, height: h, bitDepth: 8, colorType: 2, scanlines, dataRows: 2 }), 'TRUNCATED'],
+    ];
+    const dir = await mkdtemp(join(tmpdir(), 'lcd-png-'));
+    try {
+      for (const [i, [file, problem]] of cases.entries()) {
+        const path = join(dir, `case-${i}.png`);
+        await writeFile(path, file);
+        // In memory the image decodes in a decode thread as it opens; a file streams row by row.
+        expect(await problemOf(openRaster(bytes(file)).then(readAll)), `case ${i} in memory`).toBe(problem);
+        expect(await problemOf(openRaster({ kind: 'file', path }).then(readAll)), `case ${i} streamed`).toBe(problem);
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it('refuses a decompression bomb from its header, before inflating anything', async () => {
     const error = await openRaster(bytes(pngHeaderOnly(200_000, 200_000))).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(ImageDecodeError);

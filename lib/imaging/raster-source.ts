@@ -53,6 +53,11 @@ export interface RasterSource {
   readonly info: RasterInfo;
   /** The next `count` rows, top to bottom, as interleaved float32 samples: (row × width + x) × bands + band. */
   readRows(count: number): Promise<Float32Array>;
+  /**
+   * Where the samples are 8-bit (sampleType uint8) and the format has them as bytes: the next `count` rows as
+   * readRows gives them, without the conversion to float. Either method reads on from where the other stopped.
+   */
+  readRowBytes?(count: number): Promise<Uint8Array>;
   close(): Promise<void>;
 }
 
@@ -160,6 +165,8 @@ async function openPng(input: RasterInput, limits: RasterLimits): Promise<Raster
     if (header.interlaced || header.height * (header.rowBytes + 1) > BUFFER_DECODE_BYTES) buffered = null;
   }
   if (buffered) {
+    // Decoded at once, in a decode thread: the two images of a pair, opened together, decode in parallel.
+    await buffered.decode();
     palette = buffered.palette;
     rows = buffered.rows();
     closeReader = async () => undefined;
@@ -191,14 +198,25 @@ async function openPng(input: RasterInput, limits: RasterLimits): Promise<Raster
   const info = pngInfo(h);
   const rowSamples = h.width * bands;
   const scaleLow = h.bitDepth < 8 && !isPalette ? 255 / (2 ** h.bitDepth - 1) : 1;
+  const nextRow = async (): Promise<Uint8Array> => {
+    const next = await rows.next();
+    if (next.done) throw new ImageDecodeError('TRUNCATED', 'The PNG has fewer rows than its header says');
+    return next.value;
+  };
   return {
     info,
+    ...(h.bitDepth === 8 &&
+      !isPalette && {
+        async readRowBytes(count: number): Promise<Uint8Array> {
+          const out = new Uint8Array(count * rowSamples);
+          for (let r = 0; r < count; r++) out.set(await nextRow(), r * rowSamples);
+          return out;
+        },
+      }),
     async readRows(count: number): Promise<Float32Array> {
       const out = new Float32Array(count * rowSamples);
       for (let r = 0; r < count; r++) {
-        const next = await rows.next();
-        if (next.done) throw new ImageDecodeError('TRUNCATED', 'The PNG has fewer rows than its header says');
-        const row = next.value;
+        const row = await nextRow();
         const base = r * rowSamples;
         if (isPalette) {
           const pal = palette!;

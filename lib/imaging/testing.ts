@@ -25,21 +25,30 @@ export interface RawPngOptions {
   interlaced?: boolean;
   /** Split the compressed data over this many IDAT chunks. */
   idatChunks?: number;
+  /** Broken images: the filter-type byte of each row (default 0), fewer rows of data than the header declares, or
+   * image data that is not zlib at all. */
+  filterBytes?: number[];
+  dataRows?: number;
+  imageData?: Buffer;
 }
 
 /** A PNG from raw scanlines (filter type 0 on every row). */
 export function rawPng(o: RawPngOptions): Buffer {
   const channels = { 0: 1, 2: 3, 3: 1, 4: 2, 6: 4 }[o.colorType];
   const rowBytes = Math.ceil((o.width * channels * o.bitDepth) / 8);
-  const filtered = Buffer.alloc(o.height * (rowBytes + 1));
-  for (let y = 0; y < o.height; y++) o.scanlines.copy(filtered, y * (rowBytes + 1) + 1, y * rowBytes, (y + 1) * rowBytes);
+  const rows = o.dataRows ?? o.height;
+  const filtered = Buffer.alloc(rows * (rowBytes + 1));
+  for (let y = 0; y < rows; y++) {
+    filtered[y * (rowBytes + 1)] = o.filterBytes?.[y] ?? 0;
+    o.scanlines.copy(filtered, y * (rowBytes + 1) + 1, y * rowBytes, (y + 1) * rowBytes);
+  }
   const ihdr = Buffer.alloc(13);
   ihdr.writeUInt32BE(o.width, 0);
   ihdr.writeUInt32BE(o.height, 4);
   ihdr[8] = o.bitDepth;
   ihdr[9] = o.colorType;
   ihdr[12] = o.interlaced ? 1 : 0;
-  const data = deflateSync(filtered);
+  const data = o.imageData ?? deflateSync(filtered);
   const n = Math.max(1, o.idatChunks ?? 1);
   const step = Math.ceil(data.length / n);
   const idats: Buffer[] = [];

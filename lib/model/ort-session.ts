@@ -1,8 +1,9 @@
 // onnxruntime sessions for the services that run models (inference workers, automatic evaluation). Each session lives
 // in a thread of its own: onnxruntime-node's run() blocks the thread that calls it for the whole inference (hundreds
 // of milliseconds for a large tile batch), and in the embedded mode the gateway, the subgraphs and PGlite share the
-// event loop with the worker. Off that loop, the rest of the platform keeps answering while a model runs. Tensors
-// cross the thread boundary as copies (a 256×256 RGB pair is 1.5 MB, well under a millisecond to copy).
+// event loop with the worker. Off that loop, the rest of the platform keeps answering while a model runs. Inputs in
+// shared memory (SharedArrayBuffer) cross the thread boundary without a copy on the caller's thread; others are
+// copied. Outputs come back as copies.
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
@@ -24,6 +25,17 @@ export interface SessionSettings {
 export interface FloatTensor {
   data: Float32Array;
   dims: readonly number[];
+}
+
+export interface TimedOutputs {
+  outputs: Record<string, FloatTensor>;
+  /** onnxruntime's own time for the run, in its thread. */
+  seconds: number;
+}
+
+/** Memory a session's thread reads inputs from without a copy on the caller's thread (see OrtSession.runTimed). */
+export function sharedFloat32Array(length: number): Float32Array {
+  return new Float32Array(new SharedArrayBuffer(length * Float32Array.BYTES_PER_ELEMENT));
 }
 
 /** onnxruntime could not create the session (bad model file, provider missing). */
@@ -55,7 +67,7 @@ export function cudaProviderInstalled(): boolean {
 type FromThread =
   | { type: 'ready'; inputNames: string[]; outputNames: string[] }
   | { type: 'failed'; message: string }
-  | { type: 'result'; id: number; outputs: Record<string, { type: string; data: Float32Array; dims: number[] }> }
+  | { type: 'result'; id: number; outputs: Record<string, { type: string; data: Float32Array; dims: number[] }>; seconds: number }
   | { type: 'error'; id: number; message: string }
   | { type: 'released' };
 
@@ -64,7 +76,7 @@ const WORKER_URL = new URL('./ort-session.worker.mjs', import.meta.url);
 /** One onnxruntime session, in its own thread. Runs may overlap; the thread takes them in turn. */
 export class OrtSession {
   private nextId = 0;
-  private readonly pending = new Map<number, { resolve: (outputs: Record<string, FloatTensor>) => void; reject: (error: Error) => void }>();
+  private readonly pending = new Map<number, { resolve: (result: TimedOutputs) => void; reject: (error: Error) => void }>();
   private exited: Error | null = null;
   private released: Promise<void> | null = null;
 
@@ -81,7 +93,7 @@ export class OrtSession {
       if (!waiter) return;
       this.pending.delete(message.id);
       if (this.pending.size === 0) worker.unref();
-      if (message.type === 'result') waiter.resolve(message.outputs);
+      if (message.type === 'result') waiter.resolve({ outputs: message.outputs, seconds: message.seconds });
       else waiter.reject(new Error(message.message));
     });
     const fail = (error: Error) => {
@@ -142,15 +154,30 @@ export class OrtSession {
   }
 
   run(feeds: Record<string, FloatTensor>): Promise<Record<string, FloatTensor>> {
+    return this.runTimed(feeds).then((r) => r.outputs);
+  }
+
+  /**
+   * Runs the model; also says how long onnxruntime itself took (in its thread, without the trip there and back).
+   * Inputs in shared memory are read by the thread while the run is in flight: do not change them before it settles.
+   */
+  runTimed(feeds: Record<string, FloatTensor>): Promise<TimedOutputs> {
     if (this.exited) return Promise.reject(this.exited);
     if (this.released) return Promise.reject(new Error('the onnxruntime session was released'));
     const id = this.nextId++;
-    // A fresh copy per input: cloning a view would copy its whole backing buffer, and the caller reuses its buffers.
-    const message = { type: 'run', id, feeds: Object.fromEntries(Object.entries(feeds).map(([name, t]) => [name, { type: 'float32', data: new Float32Array(t.data), dims: [...t.dims] }])) };
+    const transfer: ArrayBuffer[] = [];
+    const sent = Object.entries(feeds).map(([name, t]) => {
+      if (t.data.buffer instanceof SharedArrayBuffer) return [name, { type: 'float32', data: t.data, dims: [...t.dims] }] as const;
+      // A fresh copy: cloning a view would copy its whole backing buffer, and the caller reuses its buffers.
+      const data = new Float32Array(t.data);
+      transfer.push(data.buffer);
+      return [name, { type: 'float32', data, dims: [...t.dims] }] as const;
+    });
+    const message = { type: 'run', id, feeds: Object.fromEntries(sent) };
     return new Promise((resolve, reject) => {
       if (this.pending.size === 0) this.worker.ref();
       this.pending.set(id, { resolve, reject });
-      this.worker.postMessage(message, Object.values(message.feeds).map((t) => t.data.buffer));
+      this.worker.postMessage(message, transfer);
     });
   }
 

@@ -58,6 +58,7 @@ export interface AuditEntry extends Omit<AuditRecordPayload, 'id' | 'at' | 'vari
 /** Sends audit records; the queue is asserted once before the first. */
 export class AuditPublisher {
   private ready: Promise<void> | undefined;
+  private readonly inFlight = new Set<Promise<unknown>>();
 
   constructor(
     private readonly broker: Broker,
@@ -70,8 +71,23 @@ export class AuditPublisher {
     return this.ready;
   }
 
-  /** Logs the record and stores it on the queue; resolves once the broker confirmed it. */
-  async publish(entry: AuditEntry): Promise<AuditRecordPayload> {
+  /**
+   * Logs the record and stores it on the queue; resolves once the broker confirmed it. Callers need not wait (the
+   * gateway answers first): `drain()` waits for every publish still in flight, before the broker is closed.
+   */
+  publish(entry: AuditEntry): Promise<AuditRecordPayload> {
+    const sent = this.send(entry);
+    this.inFlight.add(sent);
+    const forget = () => this.inFlight.delete(sent);
+    sent.then(forget, forget);
+    return sent;
+  }
+
+  async drain(): Promise<void> {
+    await Promise.allSettled([...this.inFlight]);
+  }
+
+  private async send(entry: AuditEntry): Promise<AuditRecordPayload> {
     const payload: AuditRecordPayload = {
       ...entry,
       id: randomUUID(),

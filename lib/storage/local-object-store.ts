@@ -134,7 +134,24 @@ export class LocalObjectStore implements ObjectStore {
     assertValidContentType(contentType);
     const { handle, tempPath } = await this.createTempFile(dirname(path));
     let committed = false;
+    // Durable before visible: after a crash the key holds the old object or the whole new one.
+    const commit = async (size: number, etag: string): Promise<PutObjectResult> => {
+      // The data and the size: all a reader of the renamed file needs (fdatasync).
+      await handle.datasync();
+      await handle.close();
+      await rename(tempPath, path);
+      committed = true;
+      return { size, etag };
+    };
     try {
+      if (body instanceof Uint8Array) {
+        // In memory already (results, small objects): header and bytes in one write.
+        if (limits.exactBytes !== undefined && body.length !== limits.exactBytes) throw new ObjectSizeMismatchError(key, limits.exactBytes, body.length);
+        const etag = createHash('md5').update(body).digest('hex');
+        const { bytesWritten } = await handle.writev([encodeHeader({ contentType, size: body.length, etag }), body], 0);
+        if (bytesWritten !== HEADER_BYTES + body.length) throw new Error(`short write of ${key}: ${bytesWritten} of ${HEADER_BYTES + body.length} bytes`);
+        return await commit(body.length, etag);
+      }
       await handle.write(Buffer.alloc(HEADER_BYTES, 0x20), 0, HEADER_BYTES, 0);
       const md5 = createHash('md5');
       let size = 0;
@@ -151,12 +168,7 @@ export class LocalObjectStore implements ObjectStore {
       }
       const etag = md5.digest('hex');
       await handle.write(encodeHeader({ contentType, size, etag }), 0, HEADER_BYTES, 0);
-      // Durable before visible: after a crash the key holds the old object or the whole new one.
-      await handle.sync();
-      await handle.close();
-      await rename(tempPath, path);
-      committed = true;
-      return { size, etag };
+      return await commit(size, etag);
     } finally {
       if (!committed) {
         await handle.close().catch(() => undefined);
@@ -168,7 +180,7 @@ export class LocalObjectStore implements ObjectStore {
   private async createTempFile(dir: string): Promise<{ handle: FileHandle; tempPath: string }> {
     // delete() prunes empty folders; one may vanish between mkdir and open, so try again.
     for (let attempt = 1; ; attempt++) {
-      await mkdir(dir, { recursive: true });
+      await this.ensureDir(dir, attempt > 1);
       const tempPath = join(dir, `${TEMP_PREFIX}${randomUUID()}`);
       try {
         return { handle: await open(tempPath, 'wx', 0o644), tempPath };
@@ -176,6 +188,20 @@ export class LocalObjectStore implements ObjectStore {
         if (!isErrno(error, 'ENOENT') || attempt >= 5) throw error;
       }
     }
+  }
+
+  /** Folders made lately: the objects of one result share theirs, and make it once instead of once each. */
+  private readonly madeDirs = new Map<string, Promise<unknown>>();
+
+  private ensureDir(dir: string, again: boolean): Promise<unknown> {
+    let made = again ? undefined : this.madeDirs.get(dir);
+    if (!made) {
+      made = mkdir(dir, { recursive: true });
+      made.catch(() => this.madeDirs.delete(dir));
+      if (this.madeDirs.size >= 256) this.madeDirs.delete(this.madeDirs.keys().next().value!);
+      this.madeDirs.set(dir, made);
+    }
+    return made;
   }
 
   async get(key: string): Promise<Buffer> {

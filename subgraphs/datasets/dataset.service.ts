@@ -11,7 +11,7 @@ import { DatasetEntity } from './dataset.entity.js';
 import { DatasetItemEntity } from './dataset-item.entity.js';
 import { DatasetVersionEntity } from './dataset-version.entity.js';
 import { datasetVersionCreatedEvent, PREVIOUS_VERSIONS_IN_EVENT } from './dataset-events.js';
-import { DatasetRepository } from './dataset.repository.js';
+import { DatasetRepository, type UploadObject } from './dataset.repository.js';
 import type { CreateDatasetInput, CreateUploadInput, DatasetItemInput } from './dataset.inputs.js';
 import { UploadEntity } from './upload.entity.js';
 import { UploadStatus } from './upload.type.js';
@@ -259,7 +259,7 @@ export class DatasetService {
     return byId;
   }
 
-  private async prepareItem(index: number, item: DatasetItemInput, uploads: Map<string, UploadEntity>): Promise<PreparedItem> {
+  private async prepareItem(index: number, item: DatasetItemInput, uploads: Map<string, UploadObject>): Promise<PreparedItem> {
     const load = async (role: 'before' | 'after' | 'label', id: string) => {
       const upload = uploads.get(id)!;
       const field = `items[${index}].${role}`;

@@ -64,6 +64,8 @@ export interface StoredResult {
 }
 
 const DISPATCH_PARALLELISM = 16;
+/** How long the progress events of a finished detectChanges wait before they are relayed (see detectChanges). */
+const SYNC_EVENTS_RELAY_DELAY_MS = 50;
 
 /** What a progress event says about the pair it concerns. */
 type ProgressPair = Pick<JobPairEntity, 'index' | 'status' | 'error' | 'errorCode'>;
@@ -155,6 +157,8 @@ export class ChangeDetectionService {
       threshold: input.threshold ?? null,
       maxPixels: this.config.SYNC_MAX_PIXELS,
       deadline: Date.now() + this.config.SYNC_TIMEOUT_MS,
+      beforeBytes: before.byteSize,
+      afterBytes: after.byteSize,
     };
     const ask = async (): Promise<DetectReply> => {
       try {
@@ -174,13 +178,14 @@ export class ChangeDetectionService {
     };
     const startedAt = new Date();
     const reply = await ask();
-    // The job is recorded once it has ended, with its progress event (subscribers hear of SYNC jobs too), in one
-    // transaction: nothing half-written if this process stops mid-way, and the answer's jobId can be read at once.
+    // The job is recorded once it has ended, with its progress events (subscribers hear of SYNC jobs too), in one
+    // statement: nothing half-written if this process stops mid-way, and the answer's jobId can be read at once. The
+    // events are relayed once the caller has had time to get the answer: no one can be waiting on this job's stream
+    // yet, and the tenant's job feed can wait that long.
     const complete = async (outcome: SyncOutcome, pair: ProgressPair) => {
       const eventLog = this.eventLog;
-      const job = await this.jobs.recordSyncJob(em.fork(), { ...jobInput, startedAt }, outcome, eventLog ? (tx, job) => appendEvents(tx, progressEvents(job, pair)) : undefined);
-      eventLog?.relay.kick();
-      return job;
+      await this.jobs.recordSyncJob(em, { ...jobInput, startedAt }, outcome, eventLog ? (job) => progressEvents(job, pair) : undefined);
+      eventLog?.relay.kick(SYNC_EVENTS_RELAY_DELAY_MS);
     };
     if (!reply.ok) {
       await complete({ error: reply.error.message, code: reply.error.code }, { index: 0, status: JobPairStatus.FAILED, error: reply.error.message, errorCode: reply.error.code });

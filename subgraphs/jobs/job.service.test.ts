@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Database } from '../../lib/db.js';
 import { JobKind, JobPairStatus, JobStatus } from './job.contracts.js';
+import { EventLogEntity } from '../../lib/events/event-log.entity.js';
 import { JobEntity } from './job.entity.js';
 import { JobPairEntity } from './job-pair.entity.js';
 import { JobRepository } from './job.repository.js';
@@ -291,21 +292,36 @@ describe('change detection bookkeeping', () => {
     expect(await codeOf(service.createJob(db.fork(), aJob('acme', { modelVersionId: 'latest' })))).toBe('BAD_USER_INPUT');
   });
 
-  it('records a synchronous job once it has ended, with what the caller adds, all or nothing', async () => {
+  it('records a synchronous job once it has ended, with its events, all or nothing', async () => {
     const startedAt = new Date(Date.now() - 250);
     const input = (id: string) => ({ ...aJob('acme', { kind: JobKind.SYNC, pairs: [aPair('acme')] }), id, startedAt });
-    const ok = await service.recordSyncJob(db.fork(), input(randomUUID()), { result: aResult('x', 0) });
+    const events = (job: JobEntity) => [
+      { stream: `job:${job.id}`, type: 'progress', tenant: job.tenant, routingKey: `job.${job.id}.progress`, payload: { status: job.status } },
+      { stream: 'jobs:acme', type: 'progress', tenant: job.tenant, routingKey: 'jobs.acme.progress', payload: { jobId: job.id } },
+    ];
+    const ok = await service.recordSyncJob(db.fork(), input(randomUUID()), { result: aResult('x', 0) }, events);
     expect(await storedJob(ok.id)).toMatchObject({ kind: JobKind.SYNC, status: JobStatus.SUCCEEDED, succeededCount: 1, failedCount: 0, eventSequence: 1, startedAt });
-    expect(await storedPairs(ok.id)).toEqual([JobPairStatus.SUCCEEDED]);
+    const pair = await db.fork().findOneOrFail(JobPairEntity, { job: ok.id });
+    expect(pair).toMatchObject({ index: 0, status: JobPairStatus.SUCCEEDED, attempts: 1, ...aResult('x', 0), startedAt });
+    expect(pair.finishedAt).toBeInstanceOf(Date);
+    const logged = await db.fork().find(EventLogEntity, { stream: [`job:${ok.id}`, 'jobs:acme'] }, { orderBy: { stream: 'asc', sequence: 'asc' } });
+    expect(logged.find((e) => e.stream === `job:${ok.id}`)).toMatchObject({ sequence: 1, payload: { status: JobStatus.SUCCEEDED }, publishedAt: null });
+    const feed = logged.filter((e) => e.stream === 'jobs:acme');
+    expect(feed.at(-1)).toMatchObject({ payload: { jobId: ok.id } });
 
-    const failed = await service.recordSyncJob(db.fork(), input(randomUUID()), { error: 'before image: not an image', code: 'BEFORE_NOT_AN_IMAGE' });
+    const failed = await service.recordSyncJob(db.fork(), input(randomUUID()), { error: 'before image: not an image', code: 'BEFORE_NOT_AN_IMAGE' }, events);
     expect(await storedJob(failed.id)).toMatchObject({ status: JobStatus.FAILED, failedCount: 1, error: 'before image: not an image' });
     expect((await db.fork().findOneOrFail(JobPairEntity, { job: failed.id })).errorCode).toBe('BEFORE_NOT_AN_IMAGE');
+    // The tenant's feed took the next sequence after the first job's event.
+    expect((await db.fork().findOneOrFail(EventLogEntity, { stream: 'jobs:acme', payload: { jobId: failed.id } })).sequence).toBe(feed.at(-1)!.sequence + 1);
 
-    // What the caller writes in the same transaction fails: no job is left behind.
+    // An event the database refuses (no tenant) fails the whole record: no job, pair or event is left behind.
     const id = randomUUID();
-    await expect(service.recordSyncJob(db.fork(), input(id), { result: aResult(id, 0) }, async () => { throw new Error('event log unavailable'); })).rejects.toThrow('event log unavailable');
+    const refused = (job: JobEntity) => [...events(job), { stream: `job:${job.id}`, type: 'progress', tenant: null as unknown as string, routingKey: 'x', payload: {} }];
+    await expect(service.recordSyncJob(db.fork(), input(id), { result: aResult(id, 0) }, refused)).rejects.toThrow(/null value/);
     expect(await db.fork().findOne(JobEntity, id)).toBeNull();
+    expect(await db.fork().count(JobPairEntity, { job: id })).toBe(0);
+    expect(await db.fork().count(EventLogEntity, { stream: `job:${id}` })).toBe(0);
     expect(await codeOf(service.recordSyncJob(db.fork(), { ...input(randomUUID()), pairs: [aPair('acme'), aPair('acme')] }, { result: aResult('x', 0) }))).toBe('BAD_USER_INPUT');
   });
 });

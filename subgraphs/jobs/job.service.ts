@@ -17,6 +17,7 @@ import {
 import { JobEntity } from './job.entity.js';
 import { JobPairEntity } from './job-pair.entity.js';
 import type { JobRepository } from './job.repository.js';
+import type { AppendEvent } from '../../lib/events/event-log.js';
 
 export interface JobServiceOptions {
   maxPairsPerJob: number;
@@ -258,66 +259,65 @@ export class JobService {
   }
 
   /**
-   * Records a SYNC job once, when its one pair has ended: the job and the pair in their final state, and whatever
-   * `inTransaction` adds (its progress event), in one transaction. A request that never ends (the process stopped
+   * Records a SYNC job once, when its one pair has ended: the job and the pair in their final state, and the events
+   * `events` makes of it (its progress events), in one statement. A request that never ends (the process stopped
    * mid-way) leaves no half-written record, and the answer's jobId is readable the moment the caller has it.
    */
   async recordSyncJob(
     em: EntityManager,
     input: CreateJobInput & { id: string; startedAt: Date },
     outcome: SyncOutcome,
-    inTransaction?: (tx: EntityManager, job: JobEntity) => Promise<unknown>,
+    events?: (job: JobEntity) => AppendEvent[],
   ): Promise<JobEntity> {
     if (input.kind !== JobKind.SYNC || input.pairs.length !== 1) throw badInput('A synchronous job has exactly one pair', 'pairs');
     this.checkInput(input);
     const now = new Date();
     const succeeded = 'result' in outcome;
     const pair = input.pairs[0]!;
-    return em.transactional(async (tx) => {
-      const job = tx.create(JobEntity, {
-        id: input.id,
-        tenant: input.tenant,
-        kind: JobKind.SYNC,
-        status: succeeded ? JobStatus.SUCCEEDED : JobStatus.FAILED,
-        pairCount: 1,
-        succeededCount: succeeded ? 1 : 0,
-        failedCount: succeeded ? 0 : 1,
-        modelName: input.modelName,
-        modelVersionId: succeeded ? (outcome.result.modelVersionId ?? null) : null,
-        threshold: input.threshold ?? null,
-        inputHash: hashInput(input),
-        requestedBy: input.requestedBy,
-        error: succeeded ? null : outcome.error.slice(0, ERROR_MAX),
-        createdAt: input.startedAt,
-        startedAt: input.startedAt,
-        finishedAt: now,
-        eventSequence: 1,
-      });
-      tx.create(JobPairEntity, {
-        job,
-        index: 0,
-        beforeKey: pair.beforeKey,
-        afterKey: pair.afterKey,
-        beforeUploadId: pair.beforeUploadId ?? null,
-        afterUploadId: pair.afterUploadId ?? null,
-        attempts: 1,
-        startedAt: input.startedAt,
-        finishedAt: now,
-        ...(succeeded
-          ? {
-              status: JobPairStatus.SUCCEEDED,
-              resultKeys: outcome.result.resultKeys,
-              stats: outcome.result.stats ?? null,
-              width: outcome.result.width ?? null,
-              height: outcome.result.height ?? null,
-              modelVersionId: outcome.result.modelVersionId ?? null,
-              details: outcome.result.details ?? null,
-            }
-          : { status: JobPairStatus.FAILED, error: outcome.error.slice(0, ERROR_MAX), errorCode: outcome.code }),
-      });
-      await inTransaction?.(tx, job);
-      return job;
+    const job = Object.assign(new JobEntity(), {
+      id: input.id,
+      tenant: input.tenant,
+      kind: JobKind.SYNC,
+      status: succeeded ? JobStatus.SUCCEEDED : JobStatus.FAILED,
+      pairCount: 1,
+      succeededCount: succeeded ? 1 : 0,
+      failedCount: succeeded ? 0 : 1,
+      modelName: input.modelName,
+      modelVersionId: succeeded ? (outcome.result.modelVersionId ?? null) : null,
+      threshold: input.threshold ?? null,
+      inputHash: hashInput(input),
+      requestedBy: input.requestedBy,
+      error: succeeded ? null : outcome.error.slice(0, ERROR_MAX),
+      createdAt: input.startedAt,
+      updatedAt: now,
+      startedAt: input.startedAt,
+      finishedAt: now,
+      eventSequence: 1,
     });
+    const pairRow = Object.assign(new JobPairEntity(), {
+      job,
+      index: 0,
+      beforeKey: pair.beforeKey,
+      afterKey: pair.afterKey,
+      beforeUploadId: pair.beforeUploadId ?? null,
+      afterUploadId: pair.afterUploadId ?? null,
+      attempts: 1,
+      startedAt: input.startedAt,
+      finishedAt: now,
+      ...(succeeded
+        ? {
+            status: JobPairStatus.SUCCEEDED,
+            resultKeys: outcome.result.resultKeys,
+            stats: outcome.result.stats ?? null,
+            width: outcome.result.width ?? null,
+            height: outcome.result.height ?? null,
+            modelVersionId: outcome.result.modelVersionId ?? null,
+            details: outcome.result.details ?? null,
+          }
+        : { status: JobPairStatus.FAILED, error: outcome.error.slice(0, ERROR_MAX), errorCode: outcome.code }),
+    });
+    await this.repository.insertFinishedJob(em, job, [pairRow], events?.(job) ?? []);
+    return job;
   }
 
   /** Records that every pair message of the job was sent. */

@@ -57,6 +57,18 @@ describe('audit record consumer', () => {
     expect(row.createdAt.toISOString()).toBe(record.at);
   });
 
+  it('stores a burst in batches, each record once, and dead-letters only the invalid one among them', async () => {
+    const records = Array.from({ length: 40 }, (_, i) => aRecord({ fieldName: `mutation${i}` }));
+    const invalid = aRecord({ traceId: 'not-a-trace-id' });
+    const before = (await broker.deadLetters(QUEUE)).length;
+    await Promise.all([...records.slice(0, 20), invalid, ...records.slice(20), records[3]!].map((r) => send(r)));
+    const ids = records.map((r) => r.id);
+    await expect.poll(() => db.fork().count(AuditEventEntity, { id: { $in: ids } })).toBe(40);
+    await expect.poll(async () => (await broker.deadLetters(QUEUE)).length).toBe(before + 1);
+    expect(await db.fork().count(AuditEventEntity, { id: invalid.id })).toBe(0);
+    expect((await db.fork().findOneOrFail(AuditEventEntity, records[7]!.id)).fieldName).toBe('mutation7');
+  });
+
   it('dead-letters what can never be stored, and stores nothing of it', async () => {
     const invalid = [
       { payload: { ...aRecord(), outcome: 'MAYBE' } },

@@ -1,5 +1,7 @@
 // Owns the audit log: every mutation the gateway saw, stored once per event with its secrets redacted.
-import { UniqueConstraintViolationException, type EntityManager } from '@mikro-orm/core';
+import type { EntityManager } from '@mikro-orm/core';
+import { GraphQLError } from 'graphql';
+import { entityRow, insertRowsSql } from '../../lib/db.js';
 import { badInput } from '../../lib/errors.js';
 import { isUuid } from '../../lib/ids.js';
 import { redactSecrets } from '../../lib/security/redact.js';
@@ -41,20 +43,37 @@ export class AuditService {
 
   /** Stores one audit event; a redelivered event (same id) returns the stored one and stores nothing. */
   async record(em: EntityManager, event: AuditEventRecord): Promise<AuditEventEntity> {
-    const data = this.validate(event);
-    if (data.id) {
-      const existing = await this.repository.findAuditEventById(em, data.id);
-      if (existing) return existing;
-    }
-    try {
-      return await em.transactional(async (tx) => tx.create(AuditEventEntity, data));
-    } catch (error) {
-      // The same event delivered twice at once: the first insert won.
-      if (!data.id || !(error instanceof UniqueConstraintViolationException)) throw error;
-      const winner = await this.repository.findAuditEventById(em.fork(), data.id);
-      if (!winner) throw error;
-      return winner;
-    }
+    const [entity] = this.entities([event]);
+    if (entity instanceof GraphQLError) throw entity;
+    await this.insert(em, [entity!]);
+    return (await this.repository.findAuditEventById(em, entity!.id))!;
+  }
+
+  /**
+   * Stores a batch of events in one statement, each id once however often it is delivered (a batch may hold the same
+   * event twice). One outcome per event, in order: true (stored, or stored before), or the error that makes it invalid.
+   */
+  async recordMany(em: EntityManager, events: AuditEventRecord[]): Promise<(true | GraphQLError)[]> {
+    const entities = this.entities(events);
+    await this.insert(em, entities.filter((e): e is AuditEventEntity => !(e instanceof GraphQLError)));
+    return entities.map((e) => (e instanceof GraphQLError ? e : true));
+  }
+
+  private entities(events: AuditEventRecord[]): (AuditEventEntity | GraphQLError)[] {
+    return events.map((event) => {
+      try {
+        return Object.assign(new AuditEventEntity(), this.validate(event));
+      } catch (error) {
+        if (error instanceof GraphQLError) return error;
+        throw error;
+      }
+    });
+  }
+
+  private async insert(em: EntityManager, entities: AuditEventEntity[]): Promise<void> {
+    if (entities.length === 0) return;
+    const rows = new Map(entities.map((e) => [e.id, entityRow(em, e)]));
+    await em.getConnection().execute(`${insertRowsSql(em, 'audit_event')} on conflict ("id") do nothing`, [JSON.stringify([...rows.values()])], 'run');
   }
 
   async list<N>(

@@ -89,6 +89,18 @@ describe('federated API', () => {
     expect(metrics).toContain('lcd_http_request_duration_seconds');
   });
 
+  it('holds a subgraph called in process (the gateway of `npm start`) to the same token check as over HTTP', async () => {
+    const local = t.platform.subgraphs.datasets.localFetch;
+    const body = JSON.stringify({ query: '{ datasets { totalCount } }' });
+    const anonymous = await local({ method: 'POST', headers: { 'content-type': 'application/json' }, body });
+    expect(anonymous.status).toBe(401);
+    expect(((await anonymous.json()) as { errors: { extensions: { code: string } }[] }).errors[0]!.extensions.code).toBe('UNAUTHENTICATED');
+    const signed = await local({ method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${await t.token(['viewer'])}` }, body });
+    expect(signed.status).toBe(200);
+    expect(await signed.json()).toMatchObject({ data: { datasets: { totalCount: expect.any(Number) } } });
+    expect((await local({ method: 'POST', headers: { 'content-type': 'application/json' }, body: '{not json' })).status).toBe(400);
+  });
+
   it('reports gateway readiness from the subgraphs', async () => {
     const base = t.url.replace(/\/graphql$/, '');
     const ready = await fetch(`${base}/readyz`);

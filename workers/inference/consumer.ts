@@ -74,6 +74,8 @@ interface PairWork {
   limits: RasterLimits;
   deadline?: number;
   signal?: AbortSignal;
+  /** Sizes already checked against the store (detectChanges): see fetchInput. */
+  bytes?: { before?: number; after?: number };
 }
 
 /** What went wrong, as a pair error, and whether trying again could help. */
@@ -307,6 +309,7 @@ export class InferenceWorker {
         lease,
         limits: this.limits(payload.maxPixels),
         deadline: payload.deadline,
+        bytes: { before: payload.beforeBytes, after: payload.afterBytes },
       });
       this.deps.metrics.pairs.inc({ kind: 'sync', outcome: 'succeeded' });
       return reply({ ok: true, result });
@@ -324,14 +327,25 @@ export class InferenceWorker {
   // -------------------------------------------------------------------------------------------------------------------
   // One pair, either way
   // -------------------------------------------------------------------------------------------------------------------
-  private async fetchInput(key: string, side: Side, scratch: string): Promise<RasterInput> {
+  private async fetchInput(key: string, side: Side, scratch: { dir: string; used: boolean }, knownBytes?: number): Promise<RasterInput> {
+    // A size checked just now (the upload's) that fits in memory: read at once, without asking the store for it.
+    if (knownBytes !== undefined && knownBytes > 0 && knownBytes <= this.deps.config.INFERENCE_IN_MEMORY_BYTES) {
+      try {
+        const bytes = await this.deps.store.get(key);
+        if (bytes.length > 0) return { kind: 'bytes', bytes };
+      } catch (error) {
+        if (!(error instanceof ObjectNotFoundError)) throw error;
+      }
+      // Gone or emptied since: the checks below say which.
+    }
     const head = await this.deps.store.head(key);
     if (!head) throw new PairInputError(side === 'before' ? 'BEFORE_NOT_FOUND' : 'AFTER_NOT_FOUND', `${side} image: no object at ${key}`);
     if (head.size === 0) throw new PairInputError(side === 'before' ? 'BEFORE_EMPTY_FILE' : 'AFTER_EMPTY_FILE', `${side} image: the file is empty (0 bytes)`);
     try {
       if (head.size <= this.deps.config.INFERENCE_IN_MEMORY_BYTES) return { kind: 'bytes', bytes: await this.deps.store.get(key) };
-      await mkdir(scratch, { recursive: true });
-      const path = join(scratch, side);
+      scratch.used = true;
+      await mkdir(scratch.dir, { recursive: true });
+      const path = join(scratch.dir, side);
       await pipeline(await this.deps.store.getStream(key), createWriteStream(path));
       return { kind: 'file', path };
     } catch (error) {
@@ -357,17 +371,25 @@ export class InferenceWorker {
     const started = performance.now();
     metrics.inFlight.inc({ kind: work.kind });
     // Created only when an input is too large to hold in memory.
-    const scratch = join(config.INFERENCE_TMP_DIR, `in-${randomUUID()}`);
+    const scratch = { dir: join(config.INFERENCE_TMP_DIR, `in-${randomUUID()}`), used: false };
     const sources: RasterSource[] = [];
     let outputs: PairOutputs | null = null;
     let outcomeLabel = 'failed';
     try {
       const t0 = performance.now();
-      const [beforeInput, afterInput] = await Promise.all([this.fetchInput(work.beforeKey, 'before', scratch), this.fetchInput(work.afterKey, 'after', scratch)]);
-      const fetchSeconds = (performance.now() - t0) / 1000;
       const sync = work.kind === 'sync';
-      sources.push(await this.open(beforeInput, 'before', work.limits, sync));
-      sources.push(await this.open(afterInput, 'after', work.limits, sync));
+      let fetchSeconds = 0;
+      // Each image is opened as soon as it is fetched, both at once: small images decode in parallel
+      // (lib/imaging/decode-pool.ts). Whatever opened is closed below; a problem with the before image is reported
+      // first.
+      const fetchAndOpen = async (key: string, side: Side) => {
+        const input = await this.fetchInput(key, side, scratch, work.bytes?.[side]);
+        fetchSeconds = Math.max(fetchSeconds, (performance.now() - t0) / 1000);
+        return this.open(input, side, work.limits, sync);
+      };
+      const opened = await Promise.allSettled([fetchAndOpen(work.beforeKey, 'before'), fetchAndOpen(work.afterKey, 'after')]);
+      for (const o of opened) if (o.status === 'fulfilled') sources.push(o.value);
+      for (const o of opened) if (o.status === 'rejected') throw o.reason;
       const [before, after] = sources as [RasterSource, RasterSource];
       const contract = work.lease.runner.contract;
       const threshold = work.threshold ?? contract.threshold;
@@ -402,6 +424,7 @@ export class InferenceWorker {
           fetch: fetchSeconds,
           decode: outcome.timings.decode,
           inference: outcome.timings.inference,
+          modelCall: outcome.timings.modelCall,
           stitch: outcome.timings.stitch,
           polygons: outcome.timings.polygons,
         },
@@ -430,7 +453,7 @@ export class InferenceWorker {
       metrics.pairDuration.observe({ kind: work.kind, outcome: outcomeLabel }, (performance.now() - started) / 1000);
       await Promise.allSettled(sources.map((s) => s.close()));
       await outputs?.dispose().catch(() => undefined);
-      await rm(scratch, { recursive: true, force: true });
+      if (scratch.used) await rm(scratch.dir, { recursive: true, force: true });
     }
   }
 }

@@ -127,7 +127,7 @@ export const changeResultSchema = z.object({
   }),
   stats: changeStatsSchema,
   tiles: z.number().int().nonnegative(),
-  /** Seconds spent per stage (decode, inference, stitch, encode, polygons, store) and in all. */
+  /** Seconds per stage (fetch, decode, inference: onnxruntime's own time, modelCall: the same runs as the worker waited for them, stitch, encode, polygons) and in all (total). */
   timings: z.record(z.string(), z.number()),
 });
 export type ChangeResultPayload = z.infer<typeof changeResultSchema>;
@@ -155,6 +155,9 @@ export const detectRequestSchema = z.object({
   maxPixels: z.number().int().positive(),
   /** Epoch ms after which the caller no longer waits: the worker stops. */
   deadline: z.number().int().positive(),
+  /** Sizes the datasets subgraph has just checked: the worker reads such inputs without asking the store first. */
+  beforeBytes: z.number().int().nonnegative().optional(),
+  afterBytes: z.number().int().nonnegative().optional(),
 });
 export type DetectRequest = z.infer<typeof detectRequestSchema>;
 

@@ -91,16 +91,15 @@ export class OrtModelRunner implements ModelRunner {
 
   async run(before: Float32Array, after: Float32Array, n: number, height: number, width: number) {
     const dims = [n, this.contract.bands, height, width];
-    const t0 = performance.now();
-    const outputs = await this.session.run({ before: { data: before, dims }, after: { data: after, dims } });
-    this.onRun?.((performance.now() - t0) / 1000);
+    const { outputs, seconds } = await this.session.runTimed({ before: { data: before, dims }, after: { data: after, dims } });
+    this.onRun?.(seconds);
     const logits = outputs.change_logits;
     const embedding = outputs.embedding;
     if (!logits || !embedding) throw new Error('the model did not return change_logits and embedding');
     if (logits.dims.length !== 4 || logits.dims[0] !== n || logits.dims[1] !== 1 || logits.dims[2] !== height || logits.dims[3] !== width) {
       throw new Error(`change_logits has shape [${logits.dims.join(', ')}], expected [${n}, 1, ${height}, ${width}]`);
     }
-    return { logits: logits.data, embedding: embedding.data };
+    return { logits: logits.data, embedding: embedding.data, seconds };
   }
 }
 

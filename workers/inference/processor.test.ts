@@ -1,8 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { geoTiffTagsForEpsg, readGeoReference } from '../../lib/imaging/georef.js';
-import { memoryRaster, type RasterInfo, type RasterSource } from '../../lib/imaging/raster-source.js';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { decodeImage } from '../../lib/imaging/decode.js';
+import { memoryRaster, openRaster, type RasterInfo, type RasterSource } from '../../lib/imaging/raster-source.js';
 import { validateModelContract, type ModelContract } from '../../lib/model/contract.js';
-import { CONTRACT_METADATA, fakeOnnxModel } from '../../lib/model/testing.js';
+import { CONTRACT_METADATA, fakeOnnxModel, sharedData } from '../../lib/model/testing.js';
 import {
   blendWeights,
   PairInputError,
@@ -112,6 +115,40 @@ describe('processPair', () => {
     expect(model.calls).toEqual([3, 3, 3]); // one call per strip (batch 4, 3 tiles a strip)
     expect(outcome.trace.polygons[0]!.bbox).toEqual([40, 50, 100, 90]);
     expect(outcome.georef).toBeNull();
+  });
+
+  it('reads 8-bit PNG rows as bytes with the same outputs and statistics as from float samples (LEVIR-CD pair)', async () => {
+    const file = (dir: string) => readFile(join(sharedData, 'levir-cd-256', dir, 'test_7_0256_0512.png'));
+    const [a, b] = await Promise.all([file('A'), file('B')]);
+    // Bytes: PNG rows decoded in the decode threads and normalised through per-level tables.
+    const bytesSide = await Promise.all([openRaster({ kind: 'bytes', bytes: a }), openRaster({ kind: 'bytes', bytes: b })]);
+    expect(bytesSide[0]!.readRowBytes).toBeTypeOf('function');
+    // Floats: the same pixels as float samples, normalised one by one.
+    const floats = (image: ReturnType<typeof decodeImage>) =>
+      memoryRaster({ width: image.width, height: image.height, bands: image.bands, sampleType: 'uint8', georef: null }, Float32Array.from(image.data));
+    const floatSide = [floats(decodeImage(a)), floats(decodeImage(b))];
+    expect(floatSide[0]!.readRowBytes).toBeUndefined();
+    const run = async ([before, after]: RasterSource[]) => {
+      const sink = new CollectingSink(256, 256);
+      const outcome = await processPair(before!, after!, differenceModel(), sink, { ...options, overlap: 8 });
+      return { sink, outcome };
+    };
+    const fromBytes = await run(bytesSide);
+    const fromFloats = await run(floatSide);
+    expect(fromBytes.outcome.tiles).toBe(25); // 256 px in tiles of 64 every 56
+    expect(fromBytes.outcome.stats.changedPixels).toBeGreaterThan(0);
+    expect(fromBytes.sink.mask).toEqual(fromFloats.sink.mask);
+    for (let i = 0; i < 256 * 256; i += 97) expect(fromBytes.sink.probability[i]).toBeCloseTo(fromFloats.sink.probability[i]!, 5);
+    expect(fromBytes.outcome.stats).toEqual(fromFloats.outcome.stats);
+    for (const side of ['before', 'after'] as const) {
+      fromBytes.outcome.drift.input[side].forEach((band, c) => {
+        const other = fromFloats.outcome.drift.input[side][c]!;
+        expect(band.histogram).toEqual(other.histogram);
+        expect([band.min, band.max]).toEqual([other.min, other.max]);
+        expect(band.mean).toBeCloseTo(other.mean, 9);
+        expect(band.std).toBeCloseTo(other.std, 9);
+      });
+    }
   });
 
   it('pads an image smaller than a tile and crops the output back', async () => {

@@ -7,6 +7,7 @@ import { changedAreaSquareMeters, compareGeoReferences, type GeoReference } from
 import { ImageDecodeError } from '../../lib/imaging/probe.js';
 import type { RasterInfo, RasterSource, SampleType } from '../../lib/imaging/raster-source.js';
 import type { ModelContract } from '../../lib/model/contract.js';
+import { sharedFloat32Array } from '../../lib/model/ort-session.js';
 import type { ChangeStatsPayload, PairErrorCode } from './contracts.js';
 import { BitMask, tracePolygons, type PixelPolygon, type TraceResult, type TraceSummary } from './polygons.js';
 
@@ -31,8 +32,18 @@ export function pairErrorFromDecode(side: Side, error: ImageDecodeError): PairIn
 
 export interface ModelRunner {
   readonly contract: ModelContract;
-  /** `n` tiles of C×height×width each (planar, normalised). Returns change logits (n×height×width) and embeddings (n×D). */
-  run(before: Float32Array, after: Float32Array, n: number, height: number, width: number): Promise<{ logits: Float32Array; embedding: Float32Array }>;
+  /**
+   * `n` tiles of C×height×width each (planar, normalised), in shared memory that stays unchanged until the run
+   * settles. Returns change logits (n×height×width), embeddings (n×D) and, when the runner knows it, the model's own
+   * time for the run (without getting the tiles to it and the outputs back).
+   */
+  run(
+    before: Float32Array,
+    after: Float32Array,
+    n: number,
+    height: number,
+    width: number,
+  ): Promise<{ logits: Float32Array; embedding: Float32Array; seconds?: number }>;
 }
 
 /** Receives finished rows top to bottom: mask 0/255 and change probability 0..1, `rows × width` each. */
@@ -105,7 +116,8 @@ export interface PairOutcome {
   trace: TraceResult;
   drift: DriftSummary;
   /** Seconds per stage. */
-  timings: { decode: number; inference: number; stitch: number; output: number; polygons: number };
+  /** Seconds: `inference` is the model's own time, `modelCall` the same runs as this thread waited for them. */
+  timings: { decode: number; inference: number; modelCall: number; stitch: number; output: number; polygons: number };
 }
 
 // ---------------------------------------------------------------------------------------------------------------------
@@ -231,6 +243,11 @@ export function planTiling(width: number, height: number, contract: ModelContrac
 // Reading rows into a normalised window, with input statistics on the way
 // ---------------------------------------------------------------------------------------------------------------------
 const HISTOGRAM_BINS = 64;
+
+/** Histogram bins per unit: integer units (8-bit: 0..255) are binned like the trainer's reference statistics, over [0, scale + 1). */
+function histogramBinScale(scale: number): number {
+  return HISTOGRAM_BINS / (Number.isInteger(scale) ? scale + 1 : scale);
+}
 const READ_CHUNK_ROWS = 64;
 
 class BandAccumulator {
@@ -253,11 +270,31 @@ class BandAccumulator {
       histogram: Array.from(this.histogram),
     };
   }
+
+  /** Adds `counts[v]` samples of each level v (0–255) of an 8-bit band, whose values are v × unit. */
+  addLevels(counts: Uint32Array, unit: number, binScale: number): void {
+    for (let v = 0; v < 256; v++) {
+      const n = counts[v]!;
+      if (n === 0) continue;
+      const x = v * unit;
+      this.count += n;
+      this.sum += n * x;
+      this.sumSq += n * x * x;
+      if (x < this.min) this.min = x;
+      if (x > this.max) this.max = x;
+      this.histogram[Math.min(HISTOGRAM_BINS - 1, Math.max(0, Math.floor(x * binScale)))]! += n;
+    }
+  }
 }
 
-/** Rows [start, start + count) of one image, normalised and reduced to the model's bands, C values per pixel. */
+/**
+ * Rows [start, start + count) of one image, normalised and reduced to the model's bands, planar as the model takes
+ * them: band c's row r (counted from `start`) at c × plane + r × width, so that tiles are copied out a row at a time.
+ */
 class RowWindow {
   readonly data: Float32Array;
+  /** Values per band: capacity × width. */
+  readonly plane: number;
   start = 0;
   count = 0;
   readonly stats: BandAccumulator[];
@@ -273,17 +310,29 @@ class RowWindow {
     private readonly unitScale: number,
     private readonly checkFinite: boolean,
   ) {
-    this.data = new Float32Array(capacity * width * contract.bands);
+    // Every row is written before it is read: no need to zero it.
+    this.plane = capacity * width;
+    this.data = scratch.take(this.plane * contract.bands, false);
     this.stats = contract.bandNames.map(() => new BandAccumulator());
+    if (source.info.sampleType === 'uint8' && source.readRowBytes) {
+      // 8-bit samples: each band normalised through a table of its 256 levels, its statistics from their counts.
+      const { mean, std, scale } = contract.normalization;
+      const C = contract.bands;
+      this.levels = { tables: new Float32Array(C * 256), counts: new Uint32Array(C * 256), bands: Int32Array.from(bands) };
+      for (let c = 0; c < C; c++) for (let v = 0; v < 256; v++) this.levels.tables[c * 256 + v] = (v * unitScale) / (scale * std[c]!) - mean[c]! / std[c]!;
+    }
   }
+
+  /** Per band (c × 256 + level): normalised value and count of each 8-bit level; null unless rows come as bytes. */
+  private readonly levels: { tables: Float32Array; counts: Uint32Array; bands: Int32Array } | null = null;
 
   /** Holds rows [from, to) afterwards; rows before `from` are dropped, rows are read once, in order. */
   async ensure(from: number, to: number): Promise<void> {
     const C = this.contract.bands;
-    const rowValues = this.width * C;
+    const W = this.width;
     if (from > this.start) {
       const drop = Math.min(from - this.start, this.count);
-      this.data.copyWithin(0, drop * rowValues, this.count * rowValues);
+      for (let c = 0; c < C; c++) this.data.copyWithin(c * this.plane, c * this.plane + drop * W, c * this.plane + this.count * W);
       this.start += drop;
       this.count -= drop;
     }
@@ -302,17 +351,38 @@ class RowWindow {
       const rows = Math.min(READ_CHUNK_ROWS, to - (this.start + this.count));
       const y = this.start + this.count;
       const t0 = performance.now();
-      let raw: Float32Array;
       try {
-        raw = await this.source.readRows(rows);
+        if (this.levels) this.prepareLevels(await this.source.readRowBytes!(rows), rows, this.count * W);
+        else this.prepare(await this.source.readRows(rows), rows, y, this.count * W);
       } catch (error) {
         if (error instanceof ImageDecodeError) throw pairErrorFromDecode(this.side, error);
         throw error;
       }
-      this.prepare(raw, rows, y, this.count * rowValues);
       this.count += rows;
       this.decodeSeconds += (performance.now() - t0) / 1000;
     }
+  }
+
+  /** prepare() for 8-bit rows: each sample normalised through its band's table, and counted by level. */
+  private prepareLevels(raw: Uint8Array, rows: number, offset: number): void {
+    const C = this.contract.bands;
+    const B = this.source.info.bands;
+    const pixels = rows * this.width;
+    const { tables, counts, bands } = this.levels!;
+    const data = this.data;
+    counts.fill(0);
+    for (let c = 0; c < C; c++) {
+      const band = bands[c]!;
+      const level = c * 256;
+      const to = c * this.plane + offset;
+      for (let p = 0; p < pixels; p++) {
+        const v = level + raw[p * B + band]!;
+        counts[v]! += 1;
+        data[to + p] = tables[v]!;
+      }
+    }
+    const binScale = histogramBinScale(this.contract.normalization.scale);
+    for (let c = 0; c < C; c++) this.stats[c]!.addLevels(counts.subarray(c * 256, (c + 1) * 256), this.unitScale, binScale);
   }
 
   private prepare(raw: Float32Array, rows: number, y: number, offset: number): void {
@@ -320,8 +390,7 @@ class RowWindow {
     const C = this.contract.bands;
     const B = this.source.info.bands;
     const pixels = rows * this.width;
-    // Integer units (8-bit: 0..255) are binned like the trainer's reference statistics, over [0, scale + 1).
-    const binScale = HISTOGRAM_BINS / (Number.isInteger(scale) ? scale + 1 : scale);
+    const binScale = histogramBinScale(scale);
     for (let c = 0; c < C; c++) {
       const band = this.bands[c]!;
       const acc = this.stats[c]!;
@@ -351,7 +420,7 @@ class RowWindow {
         if (bin < 0) bin = 0;
         else if (bin >= HISTOGRAM_BINS) bin = HISTOGRAM_BINS - 1;
         hist[bin]! += 1;
-        this.data[offset + p * C + c] = v * inv - shift;
+        this.data[c * this.plane + offset + p] = v * inv - shift;
       }
       acc.count += pixels;
       acc.sum += sum;
@@ -361,9 +430,9 @@ class RowWindow {
     }
   }
 
-  /** Offset in `data` of row y (which must be held). */
+  /** Offset in band 0's plane of row y (which must be held); band c's is c × plane more. */
   rowOffset(y: number): number {
-    return (y - this.start) * this.width * this.contract.bands;
+    return (y - this.start) * this.width;
   }
 }
 
@@ -385,17 +454,39 @@ function extractTile(window: RowWindow, x0: number, y0: number, w: number, h: nu
     const rowBase = window.rowOffset(y0 + reflectIndex(ty, h));
     for (let c = 0; c < C; c++) {
       const dst = offset + c * plane + ty * tileW;
-      if (tileW === w) {
-        let s = rowBase + x0 * C + c;
-        for (let tx = 0; tx < tileW; tx++, s += C) out[dst + tx] = src[s]!;
-      } else {
-        for (let tx = 0; tx < tileW; tx++) out[dst + tx] = src[rowBase + (x0 + reflectIndex(tx, w)) * C + c]!;
-      }
+      const s = c * window.plane + rowBase + x0;
+      if (tileW === w) out.set(src.subarray(s, s + tileW), dst);
+      else for (let tx = 0; tx < tileW; tx++) out[dst + tx] = src[s + reflectIndex(tx, w)]!;
     }
   }
 }
 
-const sigmoid = (x: number) => 1 / (1 + Math.exp(-x));
+/**
+ * Scratch arrays kept from one pair to the next: fresh ones (megabytes of zeroed memory a pair, touched page by page
+ * and then left to the collector) cost more than the bookkeeping of a small pair. A few of each size are kept; the
+ * tile inputs are shared memory (the model's thread reads them, lib/model/ort-session.ts).
+ */
+const scratch = {
+  free: [] as Float32Array[],
+  take(length: number, shared: boolean): Float32Array {
+    const i = this.free.findIndex((b) => b.length === length && b.buffer instanceof SharedArrayBuffer === shared);
+    if (i >= 0) return this.free.splice(i, 1)[0]!;
+    return shared ? sharedFloat32Array(length) : new Float32Array(length);
+  },
+  /** A zeroed array. */
+  takeZeroed(length: number): Float32Array {
+    return this.take(length, false).fill(0);
+  },
+  give(...buffers: Float32Array[]): void {
+    for (const b of buffers) if (this.free.length < 16) this.free.push(b);
+  },
+};
+
+/** Change probabilities of `count` model outputs from `offset`: a sigmoid of logits, or probabilities clamped to 0–1. */
+function activate(outputs: Float32Array, offset: number, out: Float32Array, count: number, sigmoid: boolean): void {
+  if (sigmoid) for (let i = 0; i < count; i++) out[i] = 1 / (1 + Math.exp(-outputs[offset + i]!));
+  else for (let i = 0; i < count; i++) out[i] = Math.min(1, Math.max(0, outputs[offset + i]!));
+}
 
 /**
  * Runs the model over the pair and streams the result rows to `sink`. Throws PairInputError for problems with the
@@ -423,10 +514,11 @@ export async function processPair(
   };
   const batch = Math.max(1, options.batchSize);
   const slot = C * TW * TH;
-  const inputs = { before: new Float32Array(batch * slot), after: new Float32Array(batch * slot) };
+  // Shared memory: a session's thread reads the tiles where they are (lib/model/ort-session.ts).
+  const inputs = { before: scratch.take(batch * slot, true), after: scratch.take(batch * slot, true) };
   // Blending accumulators for the rows not finished yet (at most one strip of them).
-  const acc = new Float32Array(capacity * W);
-  const weight = new Float32Array(capacity * W);
+  const acc = scratch.takeZeroed(capacity * W);
+  const weight = scratch.takeZeroed(capacity * W);
   let accStart = 0;
   const mask = new BitMask(W, H);
   const changedPerRow = new Uint32Array(H);
@@ -438,8 +530,10 @@ export async function processPair(
   const sampled = new Set(sampledTileIndices(xs.length * ys.length));
   const tileSamples: TileSample[] = [];
   const contractThreshold = contract.threshold;
-  const timings = { decode: 0, inference: 0, stitch: 0, output: 0, polygons: 0 };
-  const activation = contract.outputActivation === 'sigmoid' ? sigmoid : (x: number) => Math.min(1, Math.max(0, x));
+  const timings = { decode: 0, inference: 0, modelCall: 0, stitch: 0, output: 0, polygons: 0 };
+  const sigmoidOutput = contract.outputActivation === 'sigmoid';
+  // One tile's change probabilities, computed once from its logits for blending and for the drift sample.
+  const tileProbability = scratch.take(TW * TH, false);
   let tiles = 0;
 
   const finishRows = async (upTo: number) => {
@@ -476,65 +570,72 @@ export async function processPair(
     timings.output += (performance.now() - t1) / 1000;
   };
 
-  for (let s = 0; s < ys.length; s++) {
-    const y0 = ys[s]!;
-    await windows.before.ensure(y0, y0 + tileH);
-    await windows.after.ensure(y0, y0 + tileH);
-    for (let first = 0; first < xs.length; first += batch) {
-      checkStop(options);
-      const n = Math.min(batch, xs.length - first);
-      for (let k = 0; k < n; k++) {
-        const x0 = xs[first + k]!;
-        extractTile(windows.before, x0, y0, tileW, tileH, TW, TH, C, inputs.before, k * slot);
-        extractTile(windows.after, x0, y0, tileW, tileH, TW, TH, C, inputs.after, k * slot);
-      }
-      const t0 = performance.now();
-      const { logits, embedding } = await model.run(inputs.before.subarray(0, n * slot), inputs.after.subarray(0, n * slot), n, TH, TW);
-      timings.inference += (performance.now() - t0) / 1000;
-      const t1 = performance.now();
-      for (let k = 0; k < n; k++) {
-        const x0 = xs[first + k]!;
-        const base = k * TW * TH;
-        for (let ty = 0; ty < tileH; ty++) {
-          const wy = weightY[ty]!;
-          const row = (y0 + ty - accStart) * W + x0;
-          const src = base + ty * TW;
-          for (let tx = 0; tx < tileW; tx++) {
-            const w = wy * weightX[tx]!;
-            acc[row + tx]! += activation(logits[src + tx]!) * w;
-            weight[row + tx]! += w;
-          }
+  try {
+    for (let s = 0; s < ys.length; s++) {
+      const y0 = ys[s]!;
+      await windows.before.ensure(y0, y0 + tileH);
+      await windows.after.ensure(y0, y0 + tileH);
+      for (let first = 0; first < xs.length; first += batch) {
+        checkStop(options);
+        const n = Math.min(batch, xs.length - first);
+        for (let k = 0; k < n; k++) {
+          const x0 = xs[first + k]!;
+          extractTile(windows.before, x0, y0, tileW, tileH, TW, TH, C, inputs.before, k * slot);
+          extractTile(windows.after, x0, y0, tileW, tileH, TW, TH, C, inputs.after, k * slot);
         }
-        if (sampled.has(s * xs.length + first + k)) {
-          let over = 0;
-          let sum = 0;
+        const t0 = performance.now();
+        const { logits, embedding, seconds } = await model.run(inputs.before.subarray(0, n * slot), inputs.after.subarray(0, n * slot), n, TH, TW);
+        const called = (performance.now() - t0) / 1000;
+        timings.inference += seconds ?? called;
+        timings.modelCall += called;
+        const t1 = performance.now();
+        for (let k = 0; k < n; k++) {
+          const x0 = xs[first + k]!;
+          activate(logits, k * TW * TH, tileProbability, TW * TH, sigmoidOutput);
           for (let ty = 0; ty < tileH; ty++) {
+            const wy = weightY[ty]!;
+            const row = (y0 + ty - accStart) * W + x0;
+            const src = ty * TW;
             for (let tx = 0; tx < tileW; tx++) {
-              const p = activation(logits[base + ty * TW + tx]!);
-              sum += p;
-              if (p > contractThreshold) over += 1;
+              const w = wy * weightX[tx]!;
+              acc[row + tx]! += tileProbability[src + tx]! * w;
+              weight[row + tx]! += w;
             }
           }
-          tileSamples.push({
-            embedding: Array.from(embedding.subarray(k * D, (k + 1) * D)),
-            changedFraction: over / (tileW * tileH),
-            meanProbability: Math.min(1, Math.max(0, sum / (tileW * tileH))),
-          });
+          if (sampled.has(s * xs.length + first + k)) {
+            let over = 0;
+            let sum = 0;
+            for (let ty = 0; ty < tileH; ty++) {
+              for (let tx = 0; tx < tileW; tx++) {
+                const p = tileProbability[ty * TW + tx]!;
+                sum += p;
+                if (p > contractThreshold) over += 1;
+              }
+            }
+            tileSamples.push({
+              embedding: Array.from(embedding.subarray(k * D, (k + 1) * D)),
+              changedFraction: over / (tileW * tileH),
+              meanProbability: Math.min(1, Math.max(0, sum / (tileW * tileH))),
+            });
+          }
+          // Running mean and variance of the tile embeddings (Welford).
+          embeddingCount += 1;
+          for (let d = 0; d < D; d++) {
+            const v = embedding[k * D + d]!;
+            const delta = v - embeddingMean[d]!;
+            embeddingMean[d]! += delta / embeddingCount;
+            embeddingM2[d]! += delta * (v - embeddingMean[d]!);
+          }
         }
-        // Running mean and variance of the tile embeddings (Welford).
-        embeddingCount += 1;
-        for (let d = 0; d < D; d++) {
-          const v = embedding[k * D + d]!;
-          const delta = v - embeddingMean[d]!;
-          embeddingMean[d]! += delta / embeddingCount;
-          embeddingM2[d]! += delta * (v - embeddingMean[d]!);
-        }
+        tiles += n;
+        timings.stitch += (performance.now() - t1) / 1000;
       }
-      tiles += n;
-      timings.stitch += (performance.now() - t1) / 1000;
+      // Rows above the next strip get no more contributions.
+      await finishRows(s + 1 < ys.length ? ys[s + 1]! : H);
     }
-    // Rows above the next strip get no more contributions.
-    await finishRows(s + 1 < ys.length ? ys[s + 1]! : H);
+  } finally {
+    // No run is in flight here: each was awaited.
+    scratch.give(inputs.before, inputs.after, acc, weight, tileProbability, windows.before.data, windows.after.data);
   }
   timings.decode = windows.before.decodeSeconds + windows.after.decodeSeconds;
 

@@ -11,7 +11,7 @@ import { once } from 'node:events';
 import { join } from 'node:path';
 import { createEnvelope, type Broker } from '../../lib/broker/broker.js';
 import { crsUrn, describeCrs, pixelToMap, type GeoReference } from '../../lib/imaging/georef.js';
-import { encodePngSync, PngRowWriter } from '../../lib/imaging/png-stream.js';
+import { encodePng, PngRowWriter } from '../../lib/imaging/png-stream.js';
 import { encodeTiff, FileTiffSink, TiffRowWriter } from '../../lib/imaging/tiff-writer.js';
 import type { ObjectStore } from '../../lib/storage/index.js';
 import type { Logger } from 'pino';
@@ -182,33 +182,11 @@ export class PairOutputs implements RowSink {
       }),
     };
     const names: (keyof typeof RESULT_FILES)[] = ['mask', 'probability', 'polygons', ...(georeferenced ? (['maskGeoTiff', 'probabilityGeoTiff'] as const) : [])];
-    const bodies = new Map<keyof typeof RESULT_FILES, Buffer | NodeJS.ReadableStream>();
-    const parts = this.parts;
-    if (parts.kind === 'memory') {
-      const { width, height, georef } = this.size;
-      const png = { width, height, colorType: 0 as const };
-      bodies.set('mask', encodePngSync(png, parts.mask));
-      bodies.set('probability', encodePngSync(png, parts.probability8));
-      parts.polygons.push(geoJsonClosing(outcome, meta));
-      bodies.set('polygons', Buffer.from(parts.polygons.join('')));
-      if (georef) {
-        bodies.set('maskGeoTiff', await encodeTiff(tiffOptions(this.size, 'maskGeoTiff', 'uint8'), parts.mask));
-        bodies.set('probabilityGeoTiff', await encodeTiff(tiffOptions(this.size, 'probabilityGeoTiff', 'float32'), parts.probability!));
-      }
-    } else {
-      await Promise.all([parts.maskPng.finish(), parts.probabilityPng.finish()]);
-      for (const tiff of [parts.maskTiff, parts.probabilityTiff]) {
-        if (!tiff) continue;
-        await tiff.writer.finish();
-        await tiff.sink.close();
-      }
-      const file = (name: keyof typeof RESULT_FILES) => join(parts.dir, RESULT_FILES[name]);
-      await write(parts.polygons, geoJsonClosing(outcome, meta));
-      await closeStream(parts.polygons);
-      for (const name of names) bodies.set(name, createReadStream(file(name)));
-    }
-    const encodeSeconds = (performance.now() - t0) / 1000;
-    const crs = outcome.georef ? { epsg: outcome.georef.crs.epsg, kind: outcome.georef.crs.kind, name: describeCrs(outcome.georef.crs) } : null;
+    const put = (name: keyof typeof RESULT_FILES, body: Buffer | NodeJS.ReadableStream) => this.store.put(keys[name]!, body, { contentType: CONTENT_TYPES[name] });
+    // Outputs that do not wait for the images to encode are stored meanwhile. All of them are stored before this
+    // returns: the jobs subgraph learns of the result from the report sent after it, never from the objects.
+    const stored: Promise<unknown>[] = [];
+    const t1 = performance.now();
     const drift = {
       jobId: meta.jobId,
       pairIndex: meta.pairIndex,
@@ -220,7 +198,38 @@ export class PairOutputs implements RowSink {
       height: outcome.height,
       ...outcome.drift,
     };
-    const t1 = performance.now();
+    stored.push(put('drift', Buffer.from(JSON.stringify(drift))));
+    let encodeSeconds: number;
+    try {
+      const parts = this.parts;
+      if (parts.kind === 'memory') {
+        const { width, height, georef } = this.size;
+        const png = { width, height, colorType: 0 as const };
+        parts.polygons.push(geoJsonClosing(outcome, meta));
+        stored.push(put('polygons', Buffer.from(parts.polygons.join(''))));
+        const [mask, probability] = await Promise.all([encodePng(png, parts.mask), encodePng(png, parts.probability8)]);
+        stored.push(put('mask', mask), put('probability', probability));
+        if (georef) {
+          stored.push(put('maskGeoTiff', await encodeTiff(tiffOptions(this.size, 'maskGeoTiff', 'uint8'), parts.mask)));
+          stored.push(put('probabilityGeoTiff', await encodeTiff(tiffOptions(this.size, 'probabilityGeoTiff', 'float32'), parts.probability!)));
+        }
+      } else {
+        await Promise.all([parts.maskPng.finish(), parts.probabilityPng.finish()]);
+        for (const tiff of [parts.maskTiff, parts.probabilityTiff]) {
+          if (!tiff) continue;
+          await tiff.writer.finish();
+          await tiff.sink.close();
+        }
+        await write(parts.polygons, geoJsonClosing(outcome, meta));
+        await closeStream(parts.polygons);
+        for (const name of names) stored.push(put(name, createReadStream(join(parts.dir, RESULT_FILES[name]))));
+      }
+      encodeSeconds = (performance.now() - t0) / 1000;
+    } catch (error) {
+      await Promise.allSettled(stored);
+      throw error;
+    }
+    const crs = outcome.georef ? { epsg: outcome.georef.crs.epsg, kind: outcome.georef.crs.kind, name: describeCrs(outcome.georef.crs) } : null;
     const result: ChangeResultPayload = {
       width: outcome.width,
       height: outcome.height,
@@ -245,12 +254,8 @@ export class PairOutputs implements RowSink {
       pixelAreaSquareMeters: outcome.stats.changedPixels > 0 && outcome.stats.areaSquareMeters !== null ? outcome.stats.areaSquareMeters / outcome.stats.changedPixels : null,
       meanProbability: outcome.drift.prediction.meanProbability,
     };
-    // All at once: the jobs subgraph learns of the result from the report sent after this, never from the objects.
-    await Promise.all([
-      ...names.map((name) => this.store.put(keys[name]!, bodies.get(name)!, { contentType: CONTENT_TYPES[name] })),
-      this.store.put(keys.drift, Buffer.from(JSON.stringify(drift)), { contentType: CONTENT_TYPES.drift }),
-      this.store.put(keys.stats, Buffer.from(JSON.stringify(stats, null, 2)), { contentType: CONTENT_TYPES.stats }),
-    ]);
+    stored.push(put('stats', Buffer.from(JSON.stringify(stats, null, 2))));
+    await Promise.all(stored);
     result.timings.store = (performance.now() - t1) / 1000;
     return result;
   }
