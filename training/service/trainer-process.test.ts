@@ -69,6 +69,13 @@ describe('the trainer process', () => {
     expect(outcome).toMatchObject({ status: 'failed', code: 'out_of_memory' });
   });
 
+  it('names a native crash under a memory limit as running out of memory, and without one as the signal it was', async () => {
+    const limited = await fake('native-crash', { memoryLimitMb: 4096 });
+    expect(limited.outcome).toMatchObject({ status: 'failed', code: 'out_of_memory' });
+    expect(limited.outcome.status === 'failed' && limited.outcome.message).toMatch(/ran out of memory \(limit 4096 MB\): it died of SIGABRT/);
+    expect((await fake('native-crash')).outcome).toMatchObject({ status: 'failed', code: 'trainer_killed' });
+  });
+
   it("passes on the trainer's own error code and message", async () => {
     const { outcome } = await fake('error-event');
     expect(outcome).toMatchObject({ status: 'failed', code: 'non_binary_label', message: 'non_binary_label: items[0] (A/1.png): non-binary label' });

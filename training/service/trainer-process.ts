@@ -51,6 +51,8 @@ export type TrainerOutcome =
 
 const STDERR_TAIL_BYTES = 16 * 1024;
 const LOG_MAX_BYTES = 32 * 1024 * 1024;
+/** Signals a trainer dies of when memory runs out without a Python error: native aborts and crashes, the OOM killer. */
+const NATIVE_CRASH_SIGNALS: string[] = ['SIGABRT', 'SIGSEGV', 'SIGBUS', 'SIGKILL'];
 const OOM_PATTERNS = [/MemoryError/, /out of memory/i, /Cannot allocate memory/i, /can't allocate memory/i, /std::bad_alloc/, /DefaultCPUAllocator/];
 
 /** Runs `python -c` with an address-space limit, then the trainer module as `__main__` with the same arguments. */
@@ -211,6 +213,12 @@ function classify(input: {
     return { status: 'failed', code: 'out_of_memory', message: `the trainer ran out of memory${memory}: ${detail}` };
   }
   if (error) return { status: 'failed', code: 'trainer_error', message: `the trainer failed: ${error.message}` };
+  // Under an address-space limit, native code (libtorch, OpenMP, glibc) that cannot allocate may abort or dereference
+  // null instead of raising, and the kernel's OOM killer sends SIGKILL (ours, for cancel and time limit, are handled
+  // above). A full test run on a loaded machine once saw the out-of-memory trainer die of a signal.
+  if (exit.signal && options.memoryLimitMb && NATIVE_CRASH_SIGNALS.includes(exit.signal)) {
+    return { status: 'failed', code: 'out_of_memory', message: `the trainer ran out of memory${memory}: it died of ${exit.signal}, as native code does when an allocation fails, or the kernel when memory runs out` };
+  }
   if (exit.signal) {
     const hint = exit.signal === 'SIGKILL' ? ' (the kernel kills a process that runs out of memory this way)' : '';
     return { status: 'failed', code: 'trainer_killed', message: `the trainer was killed by ${exit.signal}${hint}` };
