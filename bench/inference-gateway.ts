@@ -1,9 +1,11 @@
 // Benchmark 4: detectChanges through the gateway on a 256×256 pair, as a client sees it: latency p50 and p99, and the
-// overhead over the model's own time (onnxruntime's time for the pair, from the result's stats). Target: at most
+// overhead over the model's own time (onnxruntime's time for the pair, measured in the session's thread, from the
+// result's stats: getting the tiles there and the outputs back counts as overhead). Target: at most
 // 30 ms overhead at p50. The platform runs in a process of its own, as with `npm start` (embedded defaults: PGlite,
 // in-process broker, local storage; or PostgreSQL and RabbitMQ with DATABASE_URL, an empty database, and AMQP_URL),
 // and this process is its client; the gateway's rate limit is off so that it does not pace the requests.
 //   npm run bench -- inference-gateway [--requests 50] [--model bench|test]
+//   BENCH_SERVER_NODE_ARGS="--cpu-prof --cpu-prof-dir=prof" … profiles the platform's process.
 import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
