@@ -15,13 +15,14 @@ export const PROMOTION_STATUSES = Object.values(PromotionStatus);
 
 /**
  * What a history record reports: a stage change, an alias set on (or moved to) a version or removed from it, or a
- * pending promotion request of the version withdrawn (the stage unchanged).
+ * pending promotion request of the version withdrawn or rejected (the stage unchanged).
  */
 export const ModelHistoryKind = {
   STAGE: 'STAGE',
   ALIAS_SET: 'ALIAS_SET',
   ALIAS_REMOVED: 'ALIAS_REMOVED',
   PROMOTION_CANCELLED: 'PROMOTION_CANCELLED',
+  PROMOTION_REJECTED: 'PROMOTION_REJECTED',
 } as const;
 export type ModelHistoryKind = (typeof ModelHistoryKind)[keyof typeof ModelHistoryKind];
 export const MODEL_HISTORY_KINDS = Object.values(ModelHistoryKind);

@@ -242,7 +242,7 @@ describe('approvePromotion and rejectPromotion', () => {
     expect((await lifecycle.versionAt(db.fork(), engineer, 'four-eyes', ModelStage.PRODUCTION, new Date(at.getTime() - 1)))?.id).toBe(v1.id);
   });
 
-  it('rejects with a reason; a decided request cannot be decided again', async () => {
+  it('rejects with a reason, in the history; a decided request cannot be decided again', async () => {
     const version = await stagedTrained('acme', 'rejected');
     const request = await lifecycle.requestPromotion(db.fork(), engineer, { modelVersionId: version.id, reason: 'try' });
     expect((await errorOf(lifecycle.rejectPromotion(db.fork(), approverA, request.id, ''))).extensions).toMatchObject({ code: 'BAD_USER_INPUT', field: 'reason' });
@@ -252,6 +252,12 @@ describe('approvePromotion and rejectPromotion', () => {
     expect(late.extensions).toMatchObject({ code: 'CONFLICT', status: 'REJECTED' });
     expect(late.message).toMatch(/already rejected by approver-a/);
     expect(await stageOf(version.id)).toBe(ModelStage.STAGING);
+    const history = await lifecycle.history(db.fork(), engineer, 'rejected');
+    expect(history.map((c) => [c.kind, c.modelVersion.id, c.fromStage, c.toStage, c.changedBy, c.reason])).toEqual([
+      [ModelHistoryKind.STAGE, version.id, 'NONE', 'STAGING', 'evaluation-gate', ''],
+      [ModelHistoryKind.PROMOTION_REJECTED, version.id, 'STAGING', 'STAGING', 'approver-a', `promotion request ${request.id} by engineer-1 rejected: drift report is a week old`],
+    ]);
+    // A refused rejection (empty reason above, or not four eyes) left no record.
     // A new request may follow a decided one.
     await lifecycle.requestPromotion(db.fork(), engineer, { modelVersionId: version.id, reason: 'try again' });
     expect(

@@ -223,13 +223,15 @@ export class ModelLifecycleService {
     return this.getPromotionRequest(em.fork(), caller, result.id);
   }
 
-  /** Rejects a pending request, with the reason; the same four-eyes rule as approval. Nothing else changes. */
+  /**
+   * Rejects a pending request, with the reason; the same four-eyes rule as approval. The version's stage does not
+   * change; the rejection is appended to the model's history (kind PROMOTION_REJECTED) in the same transaction.
+   */
   async rejectPromotion(em: EntityManager, caller: Caller, requestId: string, reason: string): Promise<PromotionRequestEntity> {
     const why = checkReason(reason, 'reason', true);
     const result = await em.transactional(async (tx) => {
       const request = await this.lockPendingRequest(tx, caller, requestId, 'reject');
-      decide(request, PromotionStatus.REJECTED, caller.subject, why);
-      await tx.flush();
+      await this.closeRequest(tx, caller, request, PromotionStatus.REJECTED, why);
       return request;
     });
     return this.getPromotionRequest(em.fork(), caller, result.id);
@@ -256,27 +258,40 @@ export class ModelLifecycleService {
           problem: 'NOT_PENDING',
         });
       }
-      // The same lock order as approval (request, then model), so that a cancel and an approval cannot deadlock.
-      const { model, version } = await this.registry.lockOwnVersion(tx, caller.tenant, request.modelVersion.id);
-      decide(request, PromotionStatus.CANCELLED, caller.subject, why);
-      await tx.flush();
-      const last = await this.repository.lastChange(tx, model.id);
-      tx.create(ModelStageChangeEntity, {
-        tenant: model.tenant,
-        registeredModel: model,
-        modelVersion: version,
-        kind: ModelHistoryKind.PROMOTION_CANCELLED,
-        fromStage: version.stage,
-        toStage: version.stage,
-        changedBy: caller.subject,
-        reason: `promotion request ${request.id} by ${request.requestedBy} cancelled: ${why}`,
-        // Instants of one model only increase (read under the model's lock), as for every other history record.
-        changedAt: new Date(Math.max(Date.now(), last ? last.changedAt.getTime() + 1 : 0)),
-      });
-      await tx.flush();
+      await this.closeRequest(tx, caller, request, PromotionStatus.CANCELLED, why);
       return request;
     });
     return this.getPromotionRequest(em.fork(), caller, result.id);
+  }
+
+  /** Closes a locked pending request without promoting, and appends that to the model's history. */
+  private async closeRequest(
+    tx: EntityManager,
+    caller: Caller,
+    request: PromotionRequestEntity,
+    status: typeof PromotionStatus.CANCELLED | typeof PromotionStatus.REJECTED,
+    why: string,
+  ): Promise<void> {
+    // The same lock order as approval (request, then model), so that a rejection or cancel and an approval cannot
+    // deadlock.
+    const { model, version } = await this.registry.lockOwnVersion(tx, caller.tenant, request.modelVersion.id);
+    decide(request, status, caller.subject, why);
+    await tx.flush();
+    const last = await this.repository.lastChange(tx, model.id);
+    const cancelled = status === PromotionStatus.CANCELLED;
+    tx.create(ModelStageChangeEntity, {
+      tenant: model.tenant,
+      registeredModel: model,
+      modelVersion: version,
+      kind: cancelled ? ModelHistoryKind.PROMOTION_CANCELLED : ModelHistoryKind.PROMOTION_REJECTED,
+      fromStage: version.stage,
+      toStage: version.stage,
+      changedBy: caller.subject,
+      reason: `promotion request ${request.id} by ${request.requestedBy} ${cancelled ? 'cancelled' : 'rejected'}: ${why}`,
+      // Instants of one model only increase (read under the model's lock), as for every other history record.
+      changedAt: new Date(Math.max(Date.now(), last ? last.changedAt.getTime() + 1 : 0)),
+    });
+    await tx.flush();
   }
 
   async getPromotionRequest(em: EntityManager, caller: Caller, id: string): Promise<PromotionRequestEntity> {

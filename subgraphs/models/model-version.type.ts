@@ -25,7 +25,7 @@ registerEnumType(PromotionStatus, {
 });
 registerEnumType(ModelHistoryKind, {
   name: 'ModelHistoryKind',
-  description: 'A stage change, an alias set or removed, or a pending promotion request cancelled (the stage unchanged)',
+  description: 'A stage change, an alias set or removed, or a pending promotion request cancelled or rejected (the stage unchanged)',
 });
 registerEnumType(EvaluationSource, { name: 'EvaluationSource', description: "The training run's gate, or the automatic evaluation of an uploaded version" });
 

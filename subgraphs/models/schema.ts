@@ -14,6 +14,7 @@ import { MlflowClient } from './mlflow-client.js';
 import { MlflowMirror, startMlflowMirror } from './mlflow-mirror.js';
 import { Migration0005Evaluation } from './migrations/0005-evaluation.js';
 import { Migration0006PromotionCancel } from './migrations/0006-promotion-cancel.js';
+import { Migration0007PromotionRejectedHistory } from './migrations/0007-promotion-rejected-history.js';
 import { consumeEvaluationResults, sweepLostEvaluations } from './model-evaluation.consumer.js';
 import { ModelEvaluationResolver } from './model-evaluation.resolver.js';
 import { ModelEvaluationService } from './model-evaluation.service.js';
@@ -90,6 +91,7 @@ export function modelsSubgraph(config: ModelsConfig): SubgraphDefinition<ModelsD
       { name: '0004-lifecycle', class: Migration0004Lifecycle },
       { name: '0005-evaluation', class: Migration0005Evaluation },
       { name: '0006-promotion-cancel', class: Migration0006PromotionCancel },
+      { name: '0007-promotion-rejected-history', class: Migration0007PromotionRejectedHistory },
     ],
     async setup({ db, runtime }) {
       const repository = new ModelRegistryRepository();
