@@ -379,13 +379,17 @@ export class InferenceWorker {
       const t0 = performance.now();
       const sync = work.kind === 'sync';
       let fetchSeconds = 0;
+      let openSeconds = 0;
       // Each image is opened as soon as it is fetched, both at once: small images decode in parallel
       // (lib/imaging/decode-pool.ts). Whatever opened is closed below; a problem with the before image is reported
       // first.
       const fetchAndOpen = async (key: string, side: Side) => {
         const input = await this.fetchInput(key, side, scratch, work.bytes?.[side]);
-        fetchSeconds = Math.max(fetchSeconds, (performance.now() - t0) / 1000);
-        return this.open(input, side, work.limits, sync);
+        const fetched = performance.now();
+        fetchSeconds = Math.max(fetchSeconds, (fetched - t0) / 1000);
+        const source = await this.open(input, side, work.limits, sync);
+        openSeconds = Math.max(openSeconds, (performance.now() - fetched) / 1000);
+        return source;
       };
       const opened = await Promise.allSettled([fetchAndOpen(work.beforeKey, 'before'), fetchAndOpen(work.afterKey, 'after')]);
       for (const o of opened) if (o.status === 'fulfilled') sources.push(o.value);
@@ -422,7 +426,8 @@ export class InferenceWorker {
         },
         {
           fetch: fetchSeconds,
-          decode: outcome.timings.decode,
+          // Opening decodes a PNG held in memory whole; the rest is read and normalised as the tiles need it.
+          decode: openSeconds + outcome.timings.decode,
           inference: outcome.timings.inference,
           modelCall: outcome.timings.modelCall,
           stitch: outcome.timings.stitch,
