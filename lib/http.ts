@@ -35,6 +35,9 @@ export interface ServiceServer {
   close(): Promise<void>;
 }
 
+/** The answer to a GraphQL request whose body does not parse, over HTTP and in process alike. */
+const INVALID_JSON_BODY = { errors: [{ message: 'The request body is not valid JSON', extensions: { code: 'BAD_REQUEST' } }] };
+
 /**
  * A fetch() for one GraphQL mount of this process, without a socket: the gateway calls the subgraphs running beside it
  * (`npm start`'s embedded mode) this way instead of over loopback HTTP. The request goes through the same pipeline as
@@ -52,7 +55,7 @@ export function localGraphQLFetch<TContext extends BaseContext>(mount: GraphQLMo
     try {
       body = init.body ? JSON.parse(init.body) : undefined;
     } catch {
-      return localResponse(url, 400, new HeaderMap([['content-type', 'application/json']]), JSON.stringify({ errors: [{ message: 'The request body is not valid JSON', extensions: { code: 'BAD_REQUEST' } }] }));
+      return localResponse(url, 400, new HeaderMap([['content-type', 'application/json']]), JSON.stringify(INVALID_JSON_BODY));
     }
     const plainHeaders = Object.fromEntries(headers);
     const response = await withTrace(trace, () =>
@@ -214,7 +217,7 @@ async function serveGraphQL<TContext extends BaseContext>(
       try {
         body = JSON.parse(raw.toString('utf8'));
       } catch {
-        sendJson(res, 400, { errors: [{ message: 'The request body is not valid JSON', extensions: { code: 'BAD_REQUEST' } }] });
+        sendJson(res, 400, INVALID_JSON_BODY);
         return;
       }
     } else body = raw.toString('utf8');

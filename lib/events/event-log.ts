@@ -92,21 +92,40 @@ export function appendEventsSql(em: EntityManager, events: AppendEvent[]): { cte
   return { ctes, params: [JSON.stringify(rows)], ordinals };
 }
 
-export function toLoggedEvent(row: EventLogEntity): LoggedEvent {
+/** A row of the event log as raw SQL reads it (EVENT_COLUMNS). */
+interface EventRow {
+  stream: string;
+  sequence: number | string;
+  type: string;
+  tenant: string;
+  routing_key: string;
+  payload: Record<string, unknown> | string;
+  occurred_at: Date | string;
+}
+
+const EVENT_COLUMNS = `"stream", "sequence", "type", "tenant", "routing_key", "payload", "occurred_at"`;
+
+function toLoggedEvent(row: EventRow): LoggedEvent {
   return {
     stream: row.stream,
-    sequence: row.sequence,
+    sequence: Number(row.sequence),
     type: row.type,
     tenant: row.tenant,
-    routingKey: row.routingKey,
-    payload: row.payload,
-    occurredAt: row.occurredAt.toISOString(),
+    routingKey: row.routing_key,
+    payload: typeof row.payload === 'string' ? (JSON.parse(row.payload) as Record<string, unknown>) : row.payload,
+    occurredAt: new Date(row.occurred_at).toISOString(),
   };
 }
 
 /** Events of a stream after a sequence, oldest first. */
 export async function replayEvents(em: EntityManager, stream: string, afterSequence: number, limit = 500): Promise<LoggedEvent[]> {
-  const rows = await em.find(EventLogEntity, { stream, sequence: { $gt: afterSequence } }, { orderBy: { sequence: 'asc' }, limit });
+  const rows: EventRow[] = await em
+    .getConnection()
+    .execute(
+      `select ${EVENT_COLUMNS} from ${qualifiedTable(em, 'event_log')} where "stream" = ? and "sequence" > ? order by "sequence" limit ?`,
+      [stream, afterSequence, limit],
+      'all',
+    );
   return rows.map(toLoggedEvent);
 }
 
@@ -117,16 +136,6 @@ export interface EventRelayOptions {
   intervalMs?: number;
   /** Events older than this are deleted (the stream heads stay, so sequences never restart). */
   retentionDays?: number;
-}
-
-interface PendingRow {
-  stream: string;
-  sequence: number | string;
-  type: string;
-  tenant: string;
-  routing_key: string;
-  payload: Record<string, unknown> | string;
-  occurred_at: Date | string;
 }
 
 /** Publishes logged events to the topic exchange in stream order, marks them published, and applies retention. */
@@ -189,23 +198,15 @@ export class EventRelay {
     const em = this.options.fork();
     for (;;) {
       // Raw: the relay of every subgraph looks every second, and mostly finds nothing.
-      const pending: PendingRow[] = await em.getConnection().execute(
-        `select "stream", "sequence", "type", "tenant", "routing_key", "payload", "occurred_at" from ${qualifiedTable(em, 'event_log')}
+      const pending: EventRow[] = await em.getConnection().execute(
+        `select ${EVENT_COLUMNS} from ${qualifiedTable(em, 'event_log')}
          where "published_at" is null order by "occurred_at", "stream", "sequence" limit 200`,
         [],
         'all',
       );
       if (pending.length === 0) break;
       for (const row of pending) {
-        const event: LoggedEvent = {
-          stream: row.stream,
-          sequence: Number(row.sequence),
-          type: row.type,
-          tenant: row.tenant,
-          routingKey: row.routing_key,
-          payload: typeof row.payload === 'string' ? (JSON.parse(row.payload) as Record<string, unknown>) : row.payload,
-          occurredAt: new Date(row.occurred_at).toISOString(),
-        };
+        const event = toLoggedEvent(row);
         await this.options.broker.publish(event.routingKey, createEnvelope(LOGGED_EVENT_TYPE, event, { tenant: event.tenant, idempotencyKey: `${event.stream}#${event.sequence}` }));
       }
       // One statement marks the pass's events published (a crash before it republishes them: delivery is at least once).
