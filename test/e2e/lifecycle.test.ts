@@ -86,6 +86,17 @@ const productionId = async () =>
   ok(await t.gql<{ registeredModel: { productionVersion: { id: string } | null } }>(`{ registeredModel(name: "${MODEL}") { productionVersion { id } } }`, {}, engineer))
     .registeredModel.productionVersion?.id ?? null;
 
+/** A synthetic dataset version of 64-px pairs, made by the engineer. */
+async function syntheticDataset(name: string, pairs: number, seed: number): Promise<{ id: string }> {
+  return ok(
+    await t.gql<{ createSyntheticDatasetVersion: { id: string } }>(
+      `mutation($input: CreateSyntheticDatasetVersionInput!) { createSyntheticDatasetVersion(input: $input) { id } }`,
+      { input: { name, pairs, size: 64, seed } },
+      engineer,
+    ),
+  ).createSyntheticDatasetVersion;
+}
+
 async function trainOne(): Promise<{ id: string; version: number; stage: string }> {
   const started = ok(
     await t.gql<{ startTraining: { id: string } }>(
@@ -115,13 +126,7 @@ async function trainOne(): Promise<{ id: string; version: number; stage: string 
 
 describe('model lifecycle through the gateway', () => {
   withTorch('two trained versions pass the gate to STAGING', async () => {
-    const made = ok(
-      await t.gql<{ createSyntheticDatasetVersion: { id: string } }>(
-        `mutation($input: CreateSyntheticDatasetVersionInput!) { createSyntheticDatasetVersion(input: $input) { id } }`,
-        { input: { name: 'lifecycle-e2e', pairs: 8, size: 64, seed: 5 } },
-        engineer,
-      ),
-    ).createSyntheticDatasetVersion;
+    const made = await syntheticDataset('lifecycle-e2e', 8, 5);
     datasetVersionId = made.id;
     for (let i = 0; i < 2; i++) {
       const version = await trainOne();
@@ -315,13 +320,7 @@ describe('serving by alias and withdrawing a promotion request, on the demo mode
   });
 
   it('lets only the requester (or an admin) cancel a pending request; it is CANCELLED and in the history', async () => {
-    const made = ok(
-      await t.gql<{ createSyntheticDatasetVersion: { id: string } }>(
-        `mutation($input: CreateSyntheticDatasetVersionInput!) { createSyntheticDatasetVersion(input: $input) { id } }`,
-        { input: { name: 'cancel-e2e', pairs: 4, size: 64, seed: 9 } },
-        engineer,
-      ),
-    ).createSyntheticDatasetVersion;
+    const made = await syntheticDataset('cancel-e2e', 4, 9);
     ok(await t.gql(`mutation($m: String!, $d: String) { setEvaluationDataset(modelName: $m, datasetVersionId: $d) { name } }`, { m: 'cancel-demo', d: made.id }, engineer));
     const registered = await registerDemo('cancel-demo');
     // Evaluated by an inference worker; the gate here takes anything, so it goes to STAGING.
